@@ -1,0 +1,1 @@
+"""Subcommands of the ``grace-rl`` CLI (the only place that prints to stdout)."""

@@ -1,0 +1,127 @@
+"""Configuration: GRACE's own knobs on top of TRL's ``GRPOConfig``, plus script arguments.
+
+Parsed by ``trl.TrlParser`` from a YAML recipe (``--config configs/...yaml``) with command-line overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+from grace_rl.prompts import DEFAULT_INSTRUCTION
+from reward.grace_reward import ANCHOR_MODES
+from reward.registry import available_terms
+from rollout.pooling import POOLING_MODES
+
+EMBEDDING_BACKENDS = ("local",)
+
+
+@dataclass
+class GraceScriptArguments:
+    """What to train on.
+
+    Parameters:
+        dataset_path (`str`): training rows: a JSONL/JSON file, a parquet file, or a directory saved with
+            `datasets.save_to_disk`. Supervised rows: `{query, positive, negatives?, id?}`.
+        max_train_rows (`int` or `None`): use only the first N rows (after validation).
+        eval_sts_path (`str` or `None`): an STS file (STS-B TSV layout) evaluated before and after training.
+        eval_sts_limit (`int`): pairs of `eval_sts_path` to evaluate.
+    """
+
+    dataset_path: str = field(
+        default="data/demo_train.jsonl", metadata={"help": "Training rows (JSONL, parquet or a saved HF dataset)."}
+    )
+    max_train_rows: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+    eval_sts_path: str | None = field(
+        default=None, metadata={"help": "STS file (STS-B layout) evaluated before/after training."}
+    )
+    eval_sts_limit: int = field(default=100, metadata={"help": "Pairs of eval_sts_path to evaluate."})
+
+
+@dataclass
+class GraceConfig(GRPOConfig):
+    r"""TRL's `GRPOConfig` plus GRACE's reward, embedding and logging settings.
+
+    > Reward
+
+    Parameters:
+        reward_terms (`list[str]`): registered reward terms (see `reward.available_terms()`), each a function of the
+            rollout's own embedding: `positive`, `hard_negative`, `in_batch`, `margin`, `contrastive`, `consistency`,
+            `truncation`.
+        term_weights (`list[float]`): one weight per term; the rollout's reward is the weighted sum.
+        contrastive_temperature (`float`): InfoNCE temperature (> 0).
+        anchor_mode (`str`): how positives/negatives are embedded: `plain` (text alone) or `rationale` (with their own
+            low-temperature rationale, as `encode()` does at inference).
+        anchor_rationale_tokens (`int` or `None`): rationale budget for anchors; `None` = `max_completion_length`.
+        anchor_temperature (`float`): sampling temperature of anchor rationales (0 = greedy).
+
+    > Embedding
+
+    Parameters:
+        pooling (`str`): `mean` (input text + rationale, template tokens excluded), `rationale_only`, `last_token`.
+        embedding_backend (`str`): `local` (in process, uses the live policy: always current).
+        embedding_batch_size (`int`): sequences per embedding forward pass.
+        instruction (`str`): the system instruction asking for a rationale.
+
+    > Logging
+
+    Parameters:
+        rationale_log (`bool`): append one JSON line per rollout to `<output_dir>/rationales.jsonl` every step.
+    """
+
+    reward_terms: list[str] = field(
+        default_factory=lambda: ["contrastive", "consistency", "truncation"], metadata={"help": "Reward terms."}
+    )
+    term_weights: list[float] = field(
+        default_factory=lambda: [1.0, 0.1, 0.1], metadata={"help": "One weight per reward term."}
+    )
+    contrastive_temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature (> 0)."})
+    anchor_mode: str = field(
+        default="rationale", metadata={"help": "Anchors embedded as 'plain' text or with their own 'rationale'."}
+    )
+    anchor_rationale_tokens: int | None = field(
+        default=None, metadata={"help": "Anchor rationale budget (None = max_completion_length)."}
+    )
+    anchor_temperature: float = field(default=0.0, metadata={"help": "Anchor rationale temperature (0 = greedy)."})
+    pooling: str = field(default="mean", metadata={"help": "Pooling: mean, rationale_only, last_token."})
+    embedding_backend: str = field(default="local", metadata={"help": "Embedding backend: local."})
+    embedding_batch_size: int = field(default=32, metadata={"help": "Sequences per embedding forward."})
+    instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "System instruction for rationales."})
+    rationale_log: bool = field(default=True, metadata={"help": "Write <output_dir>/rationales.jsonl."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        known = available_terms()
+        unknown = [t for t in self.reward_terms if t not in known]
+        if unknown:
+            raise ValueError(f"Unknown reward term(s) {unknown}; choose from {known}.")
+        if len(self.term_weights) != len(self.reward_terms):
+            raise ValueError(
+                f"term_weights has {len(self.term_weights)} values but reward_terms has {len(self.reward_terms)} "
+                f"({self.reward_terms}): give one weight per term."
+            )
+        if len(set(self.reward_terms)) != len(self.reward_terms):
+            raise ValueError(f"reward_terms lists a term twice: {self.reward_terms}.")
+        if self.contrastive_temperature <= 0:
+            raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}.")
+        if self.anchor_mode not in ANCHOR_MODES:
+            raise ValueError(f"anchor_mode must be one of {ANCHOR_MODES}, got {self.anchor_mode!r}.")
+        if self.anchor_temperature < 0:
+            raise ValueError(f"anchor_temperature must be >= 0 (0 = greedy), got {self.anchor_temperature}.")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 for GRPO sampling, got {self.temperature}.")
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
+        if self.embedding_backend not in EMBEDDING_BACKENDS:
+            raise ValueError(f"embedding_backend must be one of {EMBEDDING_BACKENDS}, got {self.embedding_backend!r}.")
+        if self.embedding_batch_size < 1:
+            raise ValueError(f"embedding_batch_size must be >= 1, got {self.embedding_batch_size}.")
+        if "dcg" in self.reward_terms:
+            raise ValueError("The 'dcg' term needs the corpus index, which this version does not provide yet.")
+        if self.anchor_rationale_tokens is None:
+            self.anchor_rationale_tokens = self.max_completion_length
+        if self.anchor_rationale_tokens < 0:
+            raise ValueError(f"anchor_rationale_tokens must be >= 0, got {self.anchor_rationale_tokens}.")
+        # GRACE needs the dataset's columns (query, positive, negatives) in the reward call.
+        self.remove_unused_columns = False

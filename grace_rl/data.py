@@ -1,0 +1,117 @@
+"""Training data: load rows from JSONL / parquet / a saved HF dataset, validate them, and build chat prompts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+logger = logging.getLogger(__name__)
+
+SUPERVISED_FIELDS = ("query", "positive")
+OPTIONAL_FIELDS = ("negatives", "id", "source", "positive_ids")
+MAX_TEXT_CHARS = 20_000
+
+
+class DataValidationError(ValueError):
+    """A training row is unusable; the message names the file, row number (1-based), field and fix."""
+
+
+def load_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows from a ``.jsonl``/``.json`` file, a ``.parquet`` file, or a directory saved by ``save_to_disk``."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"Dataset {path} does not exist.")
+    if path.is_dir():
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if "train" not in ds:
+                raise DataValidationError(f"{path}: a DatasetDict needs a 'train' split, found {list(ds)}.")
+            ds = ds["train"]
+        return ds.to_list()
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return datasets.Dataset.from_parquet(str(path)).to_list()
+    if suffix in (".jsonl", ".json"):
+        text = path.read_text(encoding="utf-8")
+        if suffix == ".json" and text.lstrip().startswith("["):
+            return json.loads(text)
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise DataValidationError(f"{path}: line {n} is not valid JSON ({err.msg}).") from err
+        return rows
+    raise DataValidationError(
+        f"{path}: unsupported format {suffix!r}; use .jsonl, .json, .parquet or a saved dataset dir."
+    )
+
+
+def _check_text(value: Any, where: str, field: str) -> str:
+    if not isinstance(value, str):
+        raise DataValidationError(f"{where}: field '{field}' must be a string, got {type(value).__name__}.")
+    if not value.strip():
+        raise DataValidationError(f"{where}: field '{field}' is empty or whitespace; remove the row or fill it in.")
+    if len(value) > MAX_TEXT_CHARS:
+        raise DataValidationError(
+            f"{where}: field '{field}' has {len(value)} characters (max {MAX_TEXT_CHARS}); shorten it."
+        )
+    return value
+
+
+def validate_supervised(rows: list[dict[str, Any]], source: str = "dataset") -> list[dict[str, Any]]:
+    """Check every row before training; return normalised rows ``{prompt_id, query, positive, negatives}``."""
+    if not rows:
+        raise DataValidationError(f"{source}: no rows.")
+    out, seen_ids = [], set()
+    for n, row in enumerate(rows, start=1):
+        where = f"{source}: row {n}"
+        if not isinstance(row, dict):
+            raise DataValidationError(
+                f"{where}: expected an object with 'query' and 'positive', got {type(row).__name__}."
+            )
+        for f in SUPERVISED_FIELDS:
+            if f not in row:
+                raise DataValidationError(f"{where}: missing field '{f}' (supervised rows need {SUPERVISED_FIELDS}).")
+        extra = sorted(set(row) - set(SUPERVISED_FIELDS) - set(OPTIONAL_FIELDS))
+        if extra:
+            raise DataValidationError(
+                f"{where}: unknown field(s) {extra}; allowed: {SUPERVISED_FIELDS + OPTIONAL_FIELDS}."
+            )
+        query = _check_text(row["query"], where, "query")
+        positive = _check_text(row["positive"], where, "positive")
+        negatives = row.get("negatives")
+        negatives = [] if negatives is None else negatives
+        if not isinstance(negatives, list):
+            raise DataValidationError(
+                f"{where}: field 'negatives' must be a list of strings, got {type(negatives).__name__}."
+            )
+        negatives = [_check_text(x, where, f"negatives[{k}]") for k, x in enumerate(negatives)]
+        row_id = str(row.get("id", f"row-{n}"))
+        if row_id in seen_ids:
+            raise DataValidationError(f"{where}: duplicate id {row_id!r}; ids must be unique.")
+        seen_ids.add(row_id)
+        out.append({"prompt_id": row_id, "query": query, "positive": positive, "negatives": negatives})
+    return out
+
+
+def build_dataset(rows: list[dict[str, Any]], messages_fn: Callable[[str], list[dict[str, str]]]) -> datasets.Dataset:
+    """HF dataset with TRL's ``prompt`` column (chat messages) next to the GRACE columns the reward reads."""
+    records = [{"prompt": messages_fn(r["query"]), **r} for r in rows]
+    return datasets.Dataset.from_list(records)
+
+
+def load_supervised(path: str | Path, max_rows: int | None = None) -> list[dict[str, Any]]:
+    """Load and validate supervised rows (all rows are validated, then the first ``max_rows`` kept)."""
+    rows = validate_supervised(load_rows(path), source=str(path))
+    if max_rows is not None:
+        rows = rows[:max_rows]
+    logger.info("Loaded %d supervised rows from %s", len(rows), path)
+    return rows

@@ -1,0 +1,127 @@
+"""Inference API: ``GraceEncoder.from_pretrained(...).encode(texts)`` writes a rationale per text and pools."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from grace_rl.models import load_model, load_tokenizer, resolve_model_path
+from grace_rl.prompts import DEFAULT_INSTRUCTION, RationaleTemplate
+from rollout.embedder import Embedder, EmbedRequest
+
+logger = logging.getLogger(__name__)
+
+GRACE_META = "grace_config.json"
+
+
+def save_grace_meta(output_dir: str | Path, instruction: str, pooling: str, max_rationale_tokens: int) -> None:
+    """Record how the model was trained to embed, so ``from_pretrained`` uses the same template and pooling."""
+    meta = {"instruction": instruction, "pooling": pooling, "max_rationale_tokens": max_rationale_tokens}
+    Path(output_dir, GRACE_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+class GraceEncoder:
+    """Embeds texts as GRACE does: generate a rationale (greedy by default), then mean-pool text + rationale.
+
+    Args:
+        model: a causal LM (plain or peft).
+        tokenizer: its tokenizer.
+        instruction: the rationale instruction (system turn).
+        pooling: default pooling mode.
+        max_rationale_tokens: default rationale budget.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        instruction: str = DEFAULT_INSTRUCTION,
+        pooling: str = "mean",
+        max_rationale_tokens: int = 32,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.max_rationale_tokens = max_rationale_tokens
+        self.embedder = Embedder(model, tokenizer, RationaleTemplate(instruction))
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str, trust_remote_code: bool = False, merge_lora: bool = True
+    ) -> GraceEncoder:
+        """Load the default id, any local HF model directory, or a GRACE output directory (merged or LoRA adapter)."""
+        path = Path(name_or_path).expanduser()
+        meta = {}
+        if path.is_dir() and (path / GRACE_META).is_file():
+            meta = json.loads((path / GRACE_META).read_text(encoding="utf-8"))
+        if path.is_dir() and (path / "adapter_config.json").is_file():
+            from peft import PeftConfig, PeftModel
+
+            base_path = resolve_model_path(PeftConfig.from_pretrained(str(path)).base_model_name_or_path)
+            model = PeftModel.from_pretrained(load_model(base_path, trust_remote_code=trust_remote_code), str(path))
+            model = model.merge_and_unload() if merge_lora else model
+            tokenizer = load_tokenizer(
+                path if (path / "tokenizer_config.json").is_file() else base_path, trust_remote_code
+            )
+        else:
+            resolved = resolve_model_path(name_or_path)
+            model = load_model(resolved, trust_remote_code=trust_remote_code)
+            tokenizer = load_tokenizer(resolved, trust_remote_code)
+        model.eval()
+        return cls(
+            model,
+            tokenizer,
+            instruction=meta.get("instruction", DEFAULT_INSTRUCTION),
+            pooling=meta.get("pooling", "mean"),
+            max_rationale_tokens=int(meta.get("max_rationale_tokens", 32)),
+        )
+
+    def encode(
+        self,
+        texts: Sequence[str] | str,
+        batch_size: int = 16,
+        max_rationale_tokens: int | None = None,
+        num_rationales: int = 1,
+        temperature: float = 0.0,
+        pooling: str | None = None,
+        normalize: bool = True,
+        show_progress_bar: bool = True,
+        return_rationales: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, list[list[str]]]:
+        """Embed ``texts``: ``(N, H)`` float32 (normalised by default).
+
+        ``max_rationale_tokens=0`` pools the text alone; ``num_rationales > 1`` samples several rationales (at
+        ``temperature``, which must then be > 0) and averages their embeddings. Greedy (``temperature=0``) is
+        deterministic.
+        """
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        budget = self.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
+        if num_rationales < 1:
+            raise ValueError(f"num_rationales must be >= 1, got {num_rationales}.")
+        if num_rationales > 1 and temperature <= 0:
+            raise ValueError("num_rationales > 1 needs temperature > 0 (greedy rationales would all be the same).")
+        rationale_ids = self.embedder.generate_rationales(
+            texts, budget, temperature, num_rationales, batch_size=batch_size, show_progress_bar=show_progress_bar
+        )
+        per_text = [t for t in texts for _ in range(num_rationales)]
+        requests = [EmbedRequest(t, r) for t, r in zip(per_text, rationale_ids, strict=True)]
+        emb = self.embedder.embed(
+            requests, pooling=pooling or self.pooling, batch_size=batch_size, normalize=normalize
+        )
+        emb = emb.view(len(texts), num_rationales, -1).mean(dim=1)  # (N, H)
+        if normalize and num_rationales > 1:
+            emb = torch.nn.functional.normalize(emb, dim=-1)
+        array = emb.numpy().astype(np.float32)
+        if single:
+            array = array[0]
+        if return_rationales:
+            decoded = [self.tokenizer.decode(list(r), skip_special_tokens=True) for r in rationale_ids]
+            grouped = [decoded[i * num_rationales : (i + 1) * num_rationales] for i in range(len(texts))]
+            return array, grouped
+        return array

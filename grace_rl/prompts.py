@@ -1,0 +1,29 @@
+"""Prompt templates: how an input text becomes the chat prompt the policy writes a rationale for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_INSTRUCTION = (
+    "Read the text and analyse it: its topic, the entities and actions it mentions, and what it means. "
+    "Reason briefly inside <think></think>, then state your comprehensive understanding of the text in one "
+    "sentence."
+)
+
+
+@dataclass(frozen=True)
+class RationaleTemplate:
+    """Builds the chat messages for one input text: the instruction as the system turn, the text as the user turn.
+
+    The text is the user turn's whole content, so the embedder can find its tokens exactly and pool them with the
+    rationale while leaving the instruction and template tokens out. Picklable (sent to Ray actors).
+
+    Example:
+        >>> RationaleTemplate("Explain.")("A cat sat.")
+        [{'role': 'system', 'content': 'Explain.'}, {'role': 'user', 'content': 'A cat sat.'}]
+    """
+
+    instruction: str = DEFAULT_INSTRUCTION
+
+    def __call__(self, text: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.instruction}, {"role": "user", "content": text}]

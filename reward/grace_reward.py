@@ -1,0 +1,215 @@
+"""The TRL-facing reward: one callable scores the whole generation batch with the configured terms."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+import reward.terms  # noqa: F401  (registers the built-in terms)
+from reward.context import RewardContext
+from reward.registry import get_term
+from rollout.embedder import EmbedRequest
+from rollout.pool import EmbeddingPool
+
+logger = logging.getLogger(__name__)
+
+ANCHOR_MODES = ("plain", "rationale")
+
+
+def completion_text(completion: Any) -> str:
+    """Text of a TRL completion: a plain string or a conversational ``[{"role": "assistant", "content": ...}]``."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(str(m.get("content", "")) for m in completion)
+
+
+def row_groups(keys: Sequence[Any]) -> tuple[torch.Tensor, list[int]]:
+    """Map each rollout to its row: consecutive rollouts with the same key form one row.
+
+    Returns ``(group (N,), first_index_of_each_row)``.
+    """
+    group, firsts = [], []
+    for i, key in enumerate(keys):
+        if i == 0 or key != keys[i - 1]:
+            firsts.append(i)
+        group.append(len(firsts) - 1)
+    return torch.tensor(group, dtype=torch.long), firsts
+
+
+class GraceReward:
+    """GRACE reward over a generation batch: embeds every rollout (input + rationale) and scores it.
+
+    ``total_i = sum_t w_t * term_t(e_i)`` for the configured terms (see :mod:`reward.terms`), e.g. with
+    ``terms=["contrastive", "consistency"]`` and ``weights=[1.0, 0.1]``:
+    ``total_i = log softmax_tau(cos(e_i, .))[pos] + 0.1 * mean_k cos(e_i, e_k)``.
+
+    Args:
+        terms: registered term names.
+        weights: one weight per term.
+        temperature: InfoNCE temperature.
+        anchor_mode: ``plain`` (positives/negatives embedded as text alone) or ``rationale`` (each with its own
+            low-temperature rationale, as at inference).
+        anchor_rationale_tokens: rationale budget for anchors in ``rationale`` mode.
+        anchor_temperature: sampling temperature of anchor rationales (0 = greedy).
+        pooling: pooling mode (``mean``, ``rationale_only``, ``last_token``).
+        end_token_ids: tokens that end a rationale (a completion not ending in one is truncated).
+        pool: the embedding pool; not pickled (re-attach with :meth:`attach` after unpickling).
+
+    Returns (on call):
+        One float per rollout (``None`` for a rollout whose embedding is not finite: TRL skips it).
+
+    Example:
+        >>> reward = GraceReward(["contrastive"], [1.0], pool=my_pool)  # doctest: +SKIP
+        >>> reward(prompts, completions, completion_ids, query=q, positive=p, negatives=n)  # doctest: +SKIP
+    """
+
+    __name__ = "grace"
+
+    def __init__(
+        self,
+        terms: Sequence[str],
+        weights: Sequence[float],
+        temperature: float = 0.05,
+        anchor_mode: str = "plain",
+        anchor_rationale_tokens: int = 32,
+        anchor_temperature: float = 0.0,
+        pooling: str = "mean",
+        end_token_ids: Sequence[int] = (),
+        pool: EmbeddingPool | None = None,
+    ) -> None:
+        if len(terms) != len(weights):
+            raise ValueError(f"{len(terms)} reward terms {list(terms)} but {len(weights)} weights {list(weights)}.")
+        for name in terms:
+            get_term(name)
+        if anchor_mode not in ANCHOR_MODES:
+            raise ValueError(f"anchor_mode must be one of {ANCHOR_MODES}, got {anchor_mode!r}.")
+        self.terms = list(terms)
+        self.weights = [float(w) for w in weights]
+        self.temperature = temperature
+        self.anchor_mode = anchor_mode
+        self.anchor_rationale_tokens = anchor_rationale_tokens
+        self.anchor_temperature = anchor_temperature
+        self.pooling = pooling
+        self.end_token_ids = {int(t) for t in end_token_ids}
+        self.pool = pool
+        self.last_records: list[dict[str, Any]] = []
+
+    def attach(self, pool: EmbeddingPool) -> GraceReward:
+        """Attach the embedding pool (after unpickling)."""
+        self.pool = pool
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["pool"] = None  # models and actor handles do not travel with the reward
+        state["last_records"] = []
+        return state
+
+    def _anchor_requests(self, texts: list[str]) -> list[EmbedRequest]:
+        if self.anchor_mode == "plain" or self.anchor_rationale_tokens <= 0:
+            return [EmbedRequest(t) for t in texts]
+        ids = self.pool.generate_rationales(texts, self.anchor_rationale_tokens, self.anchor_temperature)
+        return [EmbedRequest(t, r) for t, r in zip(texts, ids, strict=True)]
+
+    def build_context(
+        self,
+        queries: Sequence[str],
+        completion_ids: Sequence[Sequence[int]],
+        positives: Sequence[str],
+        negatives: Sequence[Sequence[str]],
+        row_keys: Sequence[Any],
+    ) -> tuple[RewardContext, dict[str, float]]:
+        """Embed rollouts and anchors, and lay out the masks. Returns the context and timing figures."""
+        if self.pool is None:
+            raise RuntimeError("GraceReward has no embedding pool; call .attach(pool) first.")
+        group, firsts = row_groups(row_keys)
+        row_pos = [positives[i] for i in firsts]
+        row_negs = [list(negatives[i] or []) for i in firsts]
+        anchor_texts: list[str] = list(dict.fromkeys(row_pos + [n for negs in row_negs for n in negs]))
+        index = {t: k for k, t in enumerate(anchor_texts)}
+        b, a = len(firsts), len(anchor_texts)
+        positive = torch.tensor([index[p] for p in row_pos], dtype=torch.long)  # (B,)
+        hard = torch.zeros(b, a, dtype=torch.bool)  # (B, A)
+        in_batch = torch.zeros(b, a, dtype=torch.bool)  # (B, A)
+        for r in range(b):
+            hard[r, [index[n] for n in row_negs[r] if n != row_pos[r]]] = True
+            in_batch[r, positive] = True
+            in_batch[r, positive[r]] = False  # also clears another row's identical positive
+            in_batch[r] &= ~hard[r]
+        t0 = time.perf_counter()
+        anchor_requests = self._anchor_requests(anchor_texts)
+        t1 = time.perf_counter()
+        rollout_requests = [EmbedRequest(q, tuple(ids)) for q, ids in zip(queries, completion_ids, strict=True)]
+        embeddings = self.pool.embed(rollout_requests + anchor_requests, pooling=self.pooling)  # (N + A, H)
+        t2 = time.perf_counter()
+        n = len(rollout_requests)
+        truncated = torch.tensor([len(ids) > 0 and int(ids[-1]) not in self.end_token_ids for ids in completion_ids])
+        ctx = RewardContext(
+            rollouts=embeddings[:n],
+            group=group,
+            anchors=embeddings[n:],
+            positive=positive,
+            hard_negative_mask=hard,
+            in_batch_mask=in_batch,
+            truncated=truncated,
+            temperature=self.temperature,
+        )
+        return ctx, {"anchor_rationale_seconds": t1 - t0, "embed_seconds": t2 - t1}
+
+    def score(self, ctx: RewardContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Every configured term and the weighted total: ``(N,)`` each."""
+        values = {name: get_term(name)(ctx).float() for name in self.terms}
+        total = sum(w * values[name] for name, w in zip(self.terms, self.weights, strict=True))
+        finite = torch.isfinite(ctx.rollouts).all(dim=1)  # (N,)
+        total = torch.where(finite, total, torch.full_like(total, math.nan))
+        return total, values
+
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        completion_ids: Sequence[Sequence[int]],
+        query: Sequence[str],
+        positive: Sequence[str],
+        negatives: Sequence[Sequence[str]] | None = None,
+        prompt_id: Sequence[Any] | None = None,
+        log_metric: Any = None,
+        **_: Any,
+    ) -> list[float | None]:
+        negatives = negatives if negatives is not None else [[] for _ in query]
+        keys = list(prompt_id) if prompt_id is not None else list(query)
+        ctx, timing = self.build_context(query, completion_ids, positive, negatives, keys)
+        total, values = self.score(ctx)
+        degenerate = int(torch.isnan(total).sum())
+        if log_metric is not None:
+            for name, v in values.items():
+                log_metric(f"grace/{name}", float(torch.nanmean(v)))
+            log_metric("grace/degenerate_rollouts", float(degenerate))
+            log_metric("grace/truncated_frac", float(ctx.truncated.float().mean()))
+            for name, seconds in timing.items():
+                log_metric(f"grace/{name}", seconds)
+        if degenerate:
+            logger.warning(
+                "%d rollout(s) had non-finite embeddings; their reward is None (TRL skips them).", degenerate
+            )
+        self.last_records = [
+            {
+                "prompt_id": keys[i],
+                "prompt": query[i],
+                "rationale": completion_text(completions[i]),
+                "rewards": {name: _clean(values[name][i]) for name in self.terms},
+                "reward": _clean(total[i]),
+            }
+            for i in range(len(query))
+        ]
+        return [None if math.isnan(v) else float(v) for v in total.tolist()]
+
+
+def _clean(value: torch.Tensor) -> float | None:
+    v = float(value)
+    return v if math.isfinite(v) else None

@@ -1,0 +1,91 @@
+"""Reward terms: pure functions of a :class:`RewardContext`, one value per rollout.
+
+Every term depends on the rollout's own embedding ``e_i``, so it varies inside a GRPO group and survives the group
+mean subtraction (GRACE's reference code scores negatives from the query side only: constant per group, cancelled).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from reward.context import RewardContext
+from reward.registry import register
+
+_NEG_INF = float("-inf")
+
+
+def _masked_max(sims: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Row-wise max of ``sims`` over ``mask``; rows with an empty mask give 0. ``(N, A) -> (N,)``."""
+    filled = sims.masked_fill(~mask, _NEG_INF)  # (N, A)
+    best = filled.max(dim=1).values  # (N,)
+    return torch.where(mask.any(dim=1), best, torch.zeros_like(best))
+
+
+def _positive_sims(ctx: RewardContext) -> torch.Tensor:
+    """``cos(e_i, p_row(i))``: ``(N,)``."""
+    return ctx.anchor_sims.gather(1, ctx.positive[ctx.group].unsqueeze(1)).squeeze(1)  # (N,)
+
+
+@register("positive")
+def positive(ctx: RewardContext) -> torch.Tensor:
+    """``cos(e_i, p)``: similarity with the row's positive."""
+    return _positive_sims(ctx)
+
+
+@register("hard_negative")
+def hard_negative(ctx: RewardContext) -> torch.Tensor:
+    """``-max_n cos(e_i, n)`` over the row's own hard negatives (0 for a row without any)."""
+    return -_masked_max(ctx.anchor_sims, ctx.row_mask(ctx.hard_negative_mask))
+
+
+@register("in_batch")
+def in_batch(ctx: RewardContext) -> torch.Tensor:
+    """``-max_j cos(e_i, p_j)`` over the other rows' positives (0 when there are none)."""
+    return -_masked_max(ctx.anchor_sims, ctx.row_mask(ctx.in_batch_mask))
+
+
+@register("margin")
+def margin(ctx: RewardContext) -> torch.Tensor:
+    """``cos(e_i, p) - max_n cos(e_i, n)`` over hard and in-batch negatives (just ``cos(e_i, p)`` with none)."""
+    negatives = ctx.row_mask(ctx.hard_negative_mask | ctx.in_batch_mask)  # (N, A)
+    return _positive_sims(ctx) - _masked_max(ctx.anchor_sims, negatives)
+
+
+@register("contrastive")
+def contrastive(ctx: RewardContext) -> torch.Tensor:
+    """Per-rollout InfoNCE: ``log softmax_tau(cos(e_i, .))`` at the positive,
+    over the positive + hard + in-batch negatives.
+
+    ``= s_p / tau - logsumexp_{c in {p} u N} s_c / tau``, always <= 0; 0 when nothing competes with the positive.
+    """
+    n = ctx.rollouts.size(0)
+    candidates = ctx.row_mask(ctx.hard_negative_mask | ctx.in_batch_mask).clone()  # (N, A)
+    pos_index = ctx.positive[ctx.group]  # (N,)
+    candidates[torch.arange(n), pos_index] = True
+    logits = (ctx.anchor_sims / ctx.temperature).masked_fill(~candidates, _NEG_INF)  # (N, A)
+    return logits.gather(1, pos_index.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=1)  # (N,)
+
+
+@register("consistency")
+def consistency(ctx: RewardContext) -> torch.Tensor:
+    """Mean ``cos(e_i, e_k)`` over the other rollouts ``k`` of the same group (0 for a group of one)."""
+    sims = ctx.rollouts @ ctx.rollouts.T  # (N, N)
+    same = ctx.group.unsqueeze(0) == ctx.group.unsqueeze(1)  # (N, N)
+    same.fill_diagonal_(False)
+    counts = same.sum(dim=1)  # (N,)
+    total = (sims * same).sum(dim=1)  # (N,)
+    return torch.where(counts > 0, total / counts.clamp(min=1), torch.zeros_like(total))
+
+
+@register("truncation")
+def truncation(ctx: RewardContext) -> torch.Tensor:
+    """Penalty ``-1`` for a rationale cut by the length limit (no end token), else 0."""
+    return -ctx.truncated.float()
+
+
+@register("dcg")
+def dcg(ctx: RewardContext) -> torch.Tensor:
+    """nDCG@k of the gold documents when ``e_i`` searches the corpus index (precomputed into ``extras['dcg']``)."""
+    if "dcg" not in ctx.extras:
+        raise ValueError("The 'dcg' term needs a corpus index: set corpus_path in the config.")
+    return ctx.extras["dcg"]

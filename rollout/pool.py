@@ -1,0 +1,53 @@
+"""The embedding-pool interface the reward talks to, and its in-process backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from rollout.embedder import Embedder, EmbedRequest
+
+
+@runtime_checkable
+class EmbeddingPool(Protocol):
+    """What the reward needs from whoever computes embeddings (in process, or Ray actors)."""
+
+    def embed(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> torch.Tensor:
+        """``(N, H)`` L2-normalised embeddings of ``requests`` with the current policy weights, in input order."""
+        ...
+
+    def generate_rationales(
+        self, texts: Sequence[str], max_new_tokens: int, temperature: float = 0.0
+    ) -> list[tuple[int, ...]]:
+        """One rationale (token ids) per text, greedy when ``temperature`` is 0."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Token ids -> text."""
+        ...
+
+
+class LocalEmbeddingPool:
+    """In-process backend: embeds with the live policy model itself, so its weights are always current.
+
+    Args:
+        embedder: an :class:`Embedder` around the trainer's (peft-wrapped) model.
+        batch_size: sequences per forward pass.
+    """
+
+    def __init__(self, embedder: Embedder, batch_size: int = 32) -> None:
+        self.embedder = embedder
+        self.batch_size = batch_size
+
+    def embed(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> torch.Tensor:
+        return self.embedder.embed(requests, pooling=pooling, batch_size=self.batch_size)
+
+    def generate_rationales(
+        self, texts: Sequence[str], max_new_tokens: int, temperature: float = 0.0
+    ) -> list[tuple[int, ...]]:
+        return self.embedder.generate_rationales(texts, max_new_tokens, temperature, batch_size=self.batch_size)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.embedder.tokenizer.decode(list(ids), skip_special_tokens=True)

@@ -1,0 +1,70 @@
+"""Build the shipped demo data from ../shared/data (SICK, STS Benchmark). Run once by maintainers; output is committed.
+
+python scripts/build_demo_data.py --shared ../shared/data --out data
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import json
+import random
+from pathlib import Path
+
+
+def sick_rows(path: Path) -> list[dict]:
+    """Premise -> entailed sentence (positive), contradicting sentences of the same premise (hard negatives)."""
+    by_premise: dict[str, dict[str, list[str]]] = collections.defaultdict(lambda: {"E": [], "C": []})
+    with path.open(encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            label = row["entailment_label"][0]
+            if label in "EC":
+                by_premise[row["sentence_A"].strip()][label].append(row["sentence_B"].strip())
+    rows = []
+    for premise, v in by_premise.items():
+        for pos in v["E"][:1]:
+            rows.append({"query": premise, "positive": pos, "negatives": v["C"][:2], "source": "sick"})
+    return rows
+
+
+def stsb_pairs(path: Path) -> list[tuple[float, str, str]]:
+    with path.open(encoding="utf-8") as f:
+        return [
+            (float(r[4]), r[5].strip(), r[6].strip()) for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--shared", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--out", type=Path, default=Path("data"))
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    sick = sick_rows(args.shared / "sick" / "SICK_train_trial.txt")
+    with_negs = [r for r in sick if r["negatives"]]
+    without = [r for r in sick if not r["negatives"]]
+    rng.shuffle(without)
+    sts = [
+        {"query": a, "positive": b, "negatives": [], "source": "stsb"}
+        for s, a, b in stsb_pairs(args.shared / "stsb" / "sts-train.csv")
+        if s >= 4.0
+    ]
+    rng.shuffle(sts)
+    train = with_negs + without[:250] + sts[:300]
+    rng.shuffle(train)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with (args.out / "demo_train.jsonl").open("w", encoding="utf-8") as f:
+        for i, row in enumerate(train):
+            f.write(json.dumps({"id": f"demo-{i:04d}", **row}, ensure_ascii=False) + "\n")
+    # Held-out evaluation sample: STS-B dev (never trained on), stratified over the score range.
+    dev_lines = (args.shared / "stsb" / "sts-dev.csv").read_text(encoding="utf-8").splitlines()
+    rng.shuffle(dev_lines)
+    dev_lines = sorted(dev_lines[:200], key=lambda line: float(line.split("\t")[4]))
+    (args.out / "stsb_dev_sample.tsv").write_text("\n".join(dev_lines) + "\n", encoding="utf-8")
+    print(f"wrote {len(train)} training rows ({len(with_negs)} with hard negatives) and {len(dev_lines)} dev pairs")
+
+
+if __name__ == "__main__":
+    main()

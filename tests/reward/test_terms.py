@@ -1,0 +1,135 @@
+"""Hand-computed reward terms, and the no-cancellation property (every term varies inside a GRPO group)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from reward import available_terms, get_term, register
+from reward.context import RewardContext
+
+BUILTIN = ["consistency", "contrastive", "hard_negative", "in_batch", "margin", "positive", "truncation"]
+
+
+def hand_context(temperature: float = 1.0) -> RewardContext:
+    # anchors: p0=(1,0) p1=(0,1) n0=(-1,0) (row 0's hard negative)
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    rollouts = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.8, 0.6]])  # rows 0,0,1,1
+    return RewardContext(
+        rollouts=rollouts,
+        group=torch.tensor([0, 0, 1, 1]),
+        anchors=anchors,
+        positive=torch.tensor([0, 1]),
+        hard_negative_mask=torch.tensor([[False, False, True], [False, False, False]]),
+        in_batch_mask=torch.tensor([[False, True, False], [True, False, False]]),
+        truncated=torch.tensor([False, True, False, False]),
+        temperature=temperature,
+    )
+
+
+def close(a: torch.Tensor, b: list[float]) -> bool:
+    return torch.allclose(a, torch.tensor(b), atol=1e-5)
+
+
+def test_positive_hard_negative_in_batch_margin_by_hand():
+    ctx = hand_context()
+    assert close(get_term("positive")(ctx), [1.0, 0.6, 1.0, 0.6])
+    assert close(get_term("hard_negative")(ctx), [1.0, 0.6, 0.0, 0.0])  # row 1 has no hard negative -> 0
+    assert close(get_term("in_batch")(ctx), [0.0, -0.8, 0.0, -0.8])
+    assert close(get_term("margin")(ctx), [1.0, -0.2, 1.0, -0.2])
+
+
+def test_contrastive_by_hand():
+    ctx = hand_context(temperature=1.0)
+    expected = [
+        1.0 - math.log(math.e**1 + math.e**0 + math.e**-1),
+        0.6 - math.log(math.e**0.6 + math.e**0.8 + math.e**-0.6),
+        1.0 - math.log(math.e**1 + math.e**0),
+        0.6 - math.log(math.e**0.6 + math.e**0.8),
+    ]
+    assert close(get_term("contrastive")(ctx), expected)
+    ctx_sharp = hand_context(temperature=0.05)
+    assert close(
+        get_term("contrastive")(ctx_sharp)[:1], [1 / 0.05 - math.log(math.exp(20) + math.exp(0) + math.exp(-20))]
+    )
+
+
+def test_consistency_and_truncation_by_hand():
+    ctx = hand_context()
+    assert close(get_term("consistency")(ctx), [0.6, 0.6, 0.6, 0.6])
+    assert close(get_term("truncation")(ctx), [0.0, -1.0, 0.0, 0.0])
+    three = RewardContext(
+        rollouts=torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]),
+        group=torch.zeros(3, dtype=torch.long),
+        anchors=torch.tensor([[1.0, 0.0]]),
+        positive=torch.tensor([0]),
+        hard_negative_mask=torch.zeros(1, 1, dtype=torch.bool),
+        in_batch_mask=torch.zeros(1, 1, dtype=torch.bool),
+        truncated=torch.zeros(3, dtype=torch.bool),
+    )
+    assert close(get_term("consistency")(three), [(0 + 0.6) / 2, (0 + 0.8) / 2, (0.6 + 0.8) / 2])
+
+
+def test_no_term_is_constant_within_a_group():
+    """GRACE's reference code scores negatives from the query side: constant per group, cancelled by GRPO.
+    Ours must each vary with the rollout: a batch with differing rollouts gives every term within-group spread."""
+    torch.manual_seed(0)
+    rows, g, dim = 3, 4, 8
+    rollouts = torch.nn.functional.normalize(torch.randn(rows * g, dim), dim=-1)
+    anchors = torch.nn.functional.normalize(torch.randn(rows * 2, dim), dim=-1)  # p0 n0 p1 n1 p2 n2
+    hard = torch.zeros(rows, rows * 2, dtype=torch.bool)
+    in_batch = torch.zeros(rows, rows * 2, dtype=torch.bool)
+    for r in range(rows):
+        hard[r, 2 * r + 1] = True
+        in_batch[r, [2 * k for k in range(rows) if k != r]] = True
+    ctx = RewardContext(
+        rollouts=rollouts,
+        group=torch.arange(rows).repeat_interleave(g),
+        anchors=anchors,
+        positive=torch.arange(rows) * 2,
+        hard_negative_mask=hard,
+        in_batch_mask=in_batch,
+        truncated=torch.tensor([True, False] * (rows * g // 2)),
+        temperature=0.05,
+    )
+    for name in BUILTIN:
+        values = get_term(name)(ctx).view(rows, g)
+        spread = values.std(dim=1)
+        assert (spread > 1e-4).all(), f"term {name!r} is constant inside a group: {values}"
+        # and GRPO's group-mean subtraction leaves a non-zero signal
+        assert (values - values.mean(dim=1, keepdim=True)).abs().sum() > 1e-3, name
+
+
+def test_registry_refuses_duplicates_and_names_unknowns():
+    assert set(BUILTIN) <= set(available_terms())
+    with pytest.raises(ValueError, match="already registered"):
+        register("contrastive")(lambda ctx: ctx.truncated.float())
+    with pytest.raises(KeyError, match="registered terms"):
+        get_term("nope")
+
+
+def test_context_checks_shapes_and_temperature():
+    ctx = hand_context()
+    with pytest.raises(ValueError, match="hard_negative_mask"):
+        RewardContext(
+            ctx.rollouts,
+            ctx.group,
+            ctx.anchors,
+            ctx.positive,
+            ctx.hard_negative_mask[:, :2],
+            ctx.in_batch_mask,
+            ctx.truncated,
+        )
+    with pytest.raises(ValueError, match="temperature"):
+        RewardContext(
+            ctx.rollouts,
+            ctx.group,
+            ctx.anchors,
+            ctx.positive,
+            ctx.hard_negative_mask,
+            ctx.in_batch_mask,
+            ctx.truncated,
+            temperature=0,
+        )
