@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 logger = logging.getLogger(__name__)
 
 LOG_NAME = "rationales.jsonl"
+METRICS_NAME = "metrics.jsonl"
 
 
 class RationaleLog:
@@ -54,3 +58,15 @@ def read_rationales(path: str | Path) -> Iterator[dict[str, Any]]:
                 )
                 return
             raise ValueError(f"{path}: line {i + 1} is not valid JSON ({err.msg}).") from err
+
+
+class MetricsLogCallback(TrainerCallback):
+    """Appends every trainer log (loss, reward, ``grace/<term>`` metrics, ...) with its step to ``metrics.jsonl``."""
+
+    def __init__(self, output_dir: str | Path) -> None:
+        self.log = RationaleLog(Path(output_dir) / METRICS_NAME)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102 - TrainerCallback hook
+        if state.is_world_process_zero and logs:
+            clean = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+            self.log.append([{"step": state.global_step, **clean}])

@@ -11,7 +11,7 @@ from trl import GRPOTrainer
 
 from grace_rl.config import GraceConfig
 from grace_rl.prompts import RationaleTemplate
-from grace_rl.rationale_log import LOG_NAME, RationaleLog
+from grace_rl.rationale_log import LOG_NAME, MetricsLogCallback, RationaleLog
 from reward.grace_reward import GraceReward
 from rollout.embedder import Embedder
 from rollout.pool import EmbeddingPool, LocalEmbeddingPool
@@ -49,6 +49,7 @@ class GraceTrainer(GRPOTrainer):
         self.embedding_pool = self._build_pool(args, processing_class)
         grace_reward.attach(self.embedding_pool)
         self.rationale_log = RationaleLog(Path(args.output_dir) / LOG_NAME) if args.rationale_log else None
+        self.add_callback(MetricsLogCallback(args.output_dir))
 
     def _build_pool(self, args: GraceConfig, tokenizer) -> EmbeddingPool:
         embedder = Embedder(self.model, tokenizer, self.template)

@@ -71,6 +71,9 @@ def test_two_grpo_steps_write_one_line_per_rollout(tmp_path, tiny_model_dir, dem
         for r in group:
             assert abs(r["advantage"] - (r["reward"] - mean)) < 1e-4
     out = tmp_path / "run"
+    metrics = list(read_rationales(out / "metrics.jsonl"))
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2]
+    assert all("grace/contrastive" in m for m in metrics if "loss" in m)
     assert (out / "adapter_model.safetensors").is_file()
     assert json.loads((out / "grace_config.json").read_text())["pooling"] == "mean"
     enc = GraceEncoder.from_pretrained(str(out))
