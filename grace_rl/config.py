@@ -38,6 +38,12 @@ class GraceScriptArguments:
     )
     eval_sts_limit: int = field(default=100, metadata={"help": "Pairs of eval_sts_path to evaluate."})
 
+    def __post_init__(self) -> None:
+        if isinstance(self.eval_sts_path, str) and self.eval_sts_path.strip().lower() in ("", "none", "null"):
+            self.eval_sts_path = None  # `--eval_sts_path null` on the command line turns the evaluation off
+        if self.eval_sts_limit < 2:
+            raise ValueError(f"eval_sts_limit must be >= 2 pairs, got {self.eval_sts_limit}.")
+
 
 @dataclass
 class GraceConfig(GRPOConfig):
