@@ -8,7 +8,7 @@ import logging
 import sys
 
 # Modules that contribute subcommands; each defines add_parser(subparsers) and sets a `func` default.
-COMMAND_MODULES = ["grace_rl.commands.encode_eval"]
+COMMAND_MODULES = ["grace_rl.commands.encode_eval", "grace_rl.commands.inspect_report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

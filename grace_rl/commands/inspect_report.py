@@ -1,0 +1,208 @@
+"""``grace-rl inspect RUN_DIR`` (rich, in the terminal) and ``grace-rl report RUN_DIR -o report.html``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from grace_rl.inspect_log import (
+    Run,
+    filter_records,
+    is_truncated,
+    known_prompt_ids,
+    load_run,
+    prompt_history,
+    rank_records,
+    rationale_length,
+    summarize_steps,
+    value_of,
+)
+
+
+def _num(value: float | None, signed: bool = True) -> str:
+    if value is None:
+        return "–"
+    value += 0.0  # -0.0 (an untruncated rollout's truncation term) prints as 0.0
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _header(console: Console, run: Run) -> None:
+    facts = [f"{len(run.records)} rollouts", f"{len(run.steps)} steps", f"terms: {', '.join(run.terms) or 'none'}"]
+    summary = run.summary or {}
+    for label in ("before", "after"):
+        res = summary.get(label)
+        if isinstance(res, dict) and "spearman" in res:
+            facts.append(f"STS {label} {res['spearman']}")
+    if not run.metrics:
+        facts.append("no metrics.jsonl")
+    console.print(Text(str(run.path), style="bold"), Text(" · ".join(facts), style="dim"))
+
+
+def _summary_table(run: Run, step: int | None = None) -> Table:
+    table = Table(title="Per-step means over rollouts", title_justify="left")
+    for name in ["step", "rollouts", "prompts", "reward", *run.terms, "adv std", "words", "truncated"]:
+        table.add_column(name, justify="right")
+    for s in summarize_steps(run.records):
+        if step is not None and s.step != step:
+            continue
+        rate = "?" if s.truncation_rate is None else f"{100 * s.truncation_rate:.0f}%"
+        terms = [_num(s.terms[t]) for t in run.terms]
+        length = "–" if s.length is None else f"{s.length:.1f}"
+        row = [str(s.step), str(s.rollouts), str(s.prompts), _num(s.reward), *terms, _num(s.advantage_std, False)]
+        table.add_row(*row, length, rate)
+    return table
+
+
+def _rationale_cell(rec: dict[str, Any], grep: str | None, with_prompt: bool) -> Text:
+    text = Text()
+    if with_prompt:
+        text.append(f"{rec.get('prompt') or ''}\n", style="dim italic")
+    text.append(str(rec.get("rationale") or ""))
+    if grep:
+        text.highlight_words([grep], style="bold black on yellow", case_sensitive=False)
+    return text
+
+
+def _records_table(run: Run, records: list[dict[str, Any]], title: str, grep: str | None) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=True)
+    table.add_column("step", justify="right")
+    table.add_column("prompt id")
+    table.add_column("reward", justify="right")
+    table.add_column("adv", justify="right")
+    for term in run.terms:
+        table.add_column(term, justify="right")
+    table.add_column("words", justify="right")
+    table.add_column("prompt / rationale", ratio=1, min_width=30)
+    for rec in records:
+        words = f"{rationale_length(rec)}{' T' if is_truncated(rec) else ''}"
+        terms = [_num(value_of(rec, t)) for t in run.terms]
+        cells = [
+            str(rec["step"]),
+            str(rec["prompt_id"]),
+            _num(value_of(rec, "reward")),
+            _num(value_of(rec, "advantage")),
+        ]
+        table.add_row(*cells, *terms, words, _rationale_cell(rec, grep, with_prompt=True))
+    return table
+
+
+def _history_table(run: Run, history: dict[int, list[dict[str, Any]]], columns: int, grep: str | None) -> Table:
+    steps = list(history)
+    if len(steps) > columns:  # evenly spaced, always first and last
+        picks = {round(i * (len(steps) - 1) / (columns - 1)) for i in range(columns)} if columns > 1 else {0}
+        steps = [steps[i] for i in sorted(picks)]
+    table = Table(show_lines=True, expand=True)
+    for step in steps:
+        table.add_column(f"step {step}", ratio=1)
+    cells = []
+    for step in steps:
+        cell = Text()
+        for n, rec in enumerate(history[step]):
+            if n:
+                cell.append("\n\n")
+            head = f"reward {_num(value_of(rec, 'reward'))}  adv {_num(value_of(rec, 'advantage'))}"
+            cell.append(head + ("  truncated" if is_truncated(rec) else "") + "\n", style="bold")
+            cell.append("  ".join(f"{t} {_num(value_of(rec, t))}" for t in run.terms) + "\n", style="dim")
+            cell.append_text(_rationale_cell(rec, grep, with_prompt=False))
+        cells.append(cell)
+    table.add_row(*cells)
+    return table
+
+
+def _check_selection(run: Run, args: argparse.Namespace) -> None:
+    if args.by != "reward" and args.top is None and args.bottom is None:
+        raise ValueError(f"--by {args.by} needs --top K or --bottom K.")
+    if args.step is not None and args.step not in run.steps:
+        steps = run.steps
+        span = f"{steps[0]}..{steps[-1]}" if steps else "none"
+        raise ValueError(f"--step {args.step} is not in the log (steps: {span}).")
+    if args.prompt_id is not None and not filter_records(run.records, prompt_id=args.prompt_id):
+        raise ValueError(
+            f"--prompt-id {args.prompt_id!r} is not in the log; ids look like {known_prompt_ids(run.records, 5)}."
+        )
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    console = Console()
+    run = load_run(args.run_dir)
+    _check_selection(run, args)
+    _header(console, run)
+    selecting = any(v is not None for v in (args.step, args.prompt_id, args.grep, args.top, args.bottom))
+    if not selecting:
+        console.print(_summary_table(run))
+        return 0
+    records = filter_records(run.records, step=args.step, prompt_id=args.prompt_id, grep=args.grep)
+    where = ", ".join(
+        f"{name} {value!r}"
+        for name, value in (("step", args.step), ("prompt id", args.prompt_id), ("containing", args.grep))
+        if value is not None
+    )
+    if args.step is not None:
+        console.print(_summary_table(run, step=args.step))
+    if not records:
+        console.print(f"No rollouts match ({where}).")
+        return 0
+    suffix = f" ({where})" if where else ""
+    if args.top is not None or args.bottom is not None:
+        for k, bottom in ((args.top, False), (args.bottom, True)):
+            if k is not None:
+                ranked = rank_records(records, args.by, k, bottom=bottom)
+                title = f"{'Bottom' if bottom else 'Top'} {len(ranked)} by {args.by}{suffix}"
+                console.print(_records_table(run, ranked, title, args.grep))
+        return 0
+    if args.prompt_id is not None:
+        history = prompt_history(records, args.prompt_id)
+        console.print(Text(f"prompt {args.prompt_id}: ", style="bold") + Text(str(records[0].get("prompt") or "")))
+        if len(history) > args.columns:
+            console.print(f"{len(history)} steps; showing {args.columns} evenly spaced (use --columns or --step).")
+        console.print(_history_table(run, history, args.columns, args.grep))
+        return 0
+    shown = records[: args.limit]
+    console.print(_records_table(run, shown, f"{len(records)} rollouts{suffix}", args.grep))
+    if len(records) > len(shown):
+        console.print(f"{len(records) - len(shown)} more not shown; raise --limit, or use --top/--bottom.")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from grace_rl.report import write_report  # matplotlib only when a report is made
+
+    run = load_run(args.run_dir)
+    out, note = write_report(run, args.output, max_rows=args.max_rows, page_size=args.page_size, seed=args.seed)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB); the table holds {note}")
+    return 0
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return number
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    ins = sub.add_parser("inspect", help="Browse a run's rationale log in the terminal.")
+    ins.add_argument("run_dir", help="Training output_dir (holds rationales.jsonl).")
+    ins.add_argument("--step", type=int, default=None, help="Only this step.")
+    ins.add_argument("--prompt-id", default=None, help="One input's rationales across steps, side by side.")
+    ins.add_argument("--top", type=_positive_int, default=None, metavar="K", help="K best rollouts by --by.")
+    ins.add_argument("--bottom", type=_positive_int, default=None, metavar="K", help="K worst rollouts by --by.")
+    ins.add_argument(
+        "--by", default="reward", metavar="TERM", help="reward (default), advantage, length or a reward term."
+    )
+    ins.add_argument("--grep", default=None, metavar="TEXT", help="Rationale or prompt contains TEXT (any case).")
+    ins.add_argument("--limit", type=_positive_int, default=20, help="Most rollouts listed by --step/--grep.")
+    ins.add_argument("--columns", type=_positive_int, default=4, help="Most steps side by side for --prompt-id.")
+    ins.set_defaults(func=cmd_inspect)
+
+    rep = sub.add_parser("report", help="Write a self-contained HTML report of a run.")
+    rep.add_argument("run_dir", help="Training output_dir (holds rationales.jsonl).")
+    rep.add_argument("-o", "--output", default="report.html", help="Output HTML file.")
+    rep.add_argument("--max-rows", type=_positive_int, default=5000, help="Rollouts in the table; more are sampled.")
+    rep.add_argument("--page-size", type=_positive_int, default=50, help="Table rows per page.")
+    rep.add_argument("--seed", type=int, default=0, help="Sampling seed for large logs.")
+    rep.set_defaults(func=cmd_report)

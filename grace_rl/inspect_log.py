@@ -1,0 +1,267 @@
+"""Pure data behind ``grace-rl inspect`` and ``grace-rl report``: load a run directory, summarise it per step, filter
+and rank its rollouts. No printing, no plotting.
+
+A run directory holds ``rationales.jsonl`` (one record per rollout per step: ``step, prompt_id, prompt, rationale,
+rewards{term: value}, reward, advantage``), optionally ``metrics.jsonl`` (one trainer log per line) and
+``grace_summary.json``. A value that was not finite during training is stored as ``null`` and is skipped by every mean
+and ranking here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grace_rl.rationale_log import LOG_NAME, METRICS_NAME, read_rationales
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_NAME = "grace_summary.json"
+REQUIRED_FIELDS = ("step", "prompt_id", "rationale", "rewards")
+# Sort keys that exist on every record besides the reward terms.
+BUILTIN_KEYS = ("reward", "advantage", "length")
+
+
+@dataclass
+class Run:
+    """Everything a run directory holds that the inspector reads."""
+
+    path: Path
+    records: list[dict[str, Any]]
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+
+    @property
+    def terms(self) -> list[str]:
+        """Reward term names in first-seen order."""
+        return reward_terms(self.records)
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted({int(r["step"]) for r in self.records})
+
+
+@dataclass
+class StepSummary:
+    """Means over the rollouts of one step (``None`` where no rollout had a finite value)."""
+
+    step: int
+    rollouts: int
+    prompts: int
+    reward: float | None
+    advantage_std: float | None
+    terms: dict[str, float | None]
+    length: float | None
+    truncation_rate: float | None
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read ``rationales.jsonl`` (required), ``metrics.jsonl`` and ``grace_summary.json`` (both optional)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a directory; pass a training output_dir (it holds {LOG_NAME}).")
+    log = run_dir / LOG_NAME
+    if not log.is_file():
+        raise FileNotFoundError(f"{log} does not exist; train with `rationale_log: true` to write it.")
+    records = list(read_rationales(log))
+    for i, rec in enumerate(records):
+        missing = [k for k in REQUIRED_FIELDS if k not in rec]
+        if missing:
+            raise ValueError(f"{log}: record {i + 1} lacks {missing}; is this a GRACE rationale log?")
+    summary_path = run_dir / SUMMARY_NAME
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
+    return Run(path=run_dir, records=records, metrics=load_metrics(run_dir), summary=summary)
+
+
+def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Trainer logs from ``metrics.jsonl``; an empty list (logged at INFO) when the run predates that file."""
+    path = Path(run_dir) / METRICS_NAME
+    if not path.is_file():
+        logger.info("%s does not exist (older run?); no training metrics to show.", path)
+        return []
+    return list(read_rationales(path))
+
+
+def reward_terms(records: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for rec in records:
+        seen.update(dict.fromkeys(rec.get("rewards") or {}))
+    return list(seen)
+
+
+def sort_keys(records: list[dict[str, Any]]) -> list[str]:
+    """Names accepted by :func:`value_of` and ``--by``."""
+    return [*BUILTIN_KEYS, *reward_terms(records)]
+
+
+def rationale_length(rec: dict[str, Any]) -> int:
+    """Rationale length in whitespace-separated words (the log holds text, not token ids)."""
+    return len(str(rec.get("rationale") or "").split())
+
+
+def is_truncated(rec: dict[str, Any]) -> bool | None:
+    """A ``truncated`` field when present, else ``truncation`` term < 0; ``None`` when the log cannot tell."""
+    if rec.get("truncated") is not None:
+        return bool(rec["truncated"])
+    value = (rec.get("rewards") or {}).get("truncation")
+    return None if value is None else value < 0
+
+
+def value_of(rec: dict[str, Any], key: str) -> float | None:
+    """``reward``, ``advantage``, ``length`` or a reward term of one record; ``None`` when absent or not finite."""
+    if key == "length":
+        return float(rationale_length(rec))
+    value = rec.get(key) if key in ("reward", "advantage") else (rec.get("rewards") or {}).get(key)
+    if value is None or not math.isfinite(float(value)):
+        return None
+    return float(value)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def summarize_steps(records: list[dict[str, Any]]) -> list[StepSummary]:
+    """One :class:`StepSummary` per step, in step order."""
+    terms = reward_terms(records)
+    by_step: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        by_step[int(rec["step"])].append(rec)
+    out = []
+    for step in sorted(by_step):
+        recs = by_step[step]
+        advantages = [v for v in (value_of(r, "advantage") for r in recs) if v is not None]
+        truncated = [t for t in (is_truncated(r) for r in recs) if t is not None]
+        out.append(
+            StepSummary(
+                step=step,
+                rollouts=len(recs),
+                prompts=len({str(r["prompt_id"]) for r in recs}),
+                reward=_mean([value_of(r, "reward") for r in recs]),
+                advantage_std=statistics.pstdev(advantages) if advantages else None,
+                terms={t: _mean([value_of(r, t) for r in recs]) for t in terms},
+                length=_mean([value_of(r, "length") for r in recs]),
+                truncation_rate=sum(truncated) / len(truncated) if truncated else None,
+            )
+        )
+    return out
+
+
+def filter_records(
+    records: list[dict[str, Any]],
+    *,
+    step: int | None = None,
+    prompt_id: str | None = None,
+    grep: str | None = None,
+) -> list[dict[str, Any]]:
+    """Records of one step and/or one prompt id (compared as text), and/or whose rationale or prompt contains ``grep``
+    (case-insensitive). Order is kept."""
+    needle = grep.lower() if grep else None
+    out = []
+    for rec in records:
+        if step is not None and int(rec["step"]) != step:
+            continue
+        if prompt_id is not None and str(rec["prompt_id"]) != str(prompt_id):
+            continue
+        if needle is not None and needle not in f"{rec.get('rationale') or ''}\n{rec.get('prompt') or ''}".lower():
+            continue
+        out.append(rec)
+    return out
+
+
+def rank_records(records: list[dict[str, Any]], by: str, k: int, *, bottom: bool = False) -> list[dict[str, Any]]:
+    """The ``k`` records with the highest (or, with ``bottom``, lowest) ``by`` value; records without a finite value
+    are left out; ties keep log order."""
+    return [records[i] for i in ranked_indices(records, by, k, bottom=bottom)]
+
+
+def ranked_indices(records: list[dict[str, Any]], by: str, k: int, *, bottom: bool = False) -> list[int]:
+    """Positions of :func:`rank_records`' result in ``records``."""
+    keys = sort_keys(records)
+    if records and by not in keys:
+        raise ValueError(f"cannot rank by {by!r}: this log has {keys}.")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    scored = [(value_of(r, by), i) for i, r in enumerate(records)]
+    kept = [(v, i) for v, i in scored if v is not None]
+    kept.sort(key=lambda vi: (vi[0] if bottom else -vi[0], vi[1]))
+    return [i for _, i in kept[:k]]
+
+
+def prompt_history(records: list[dict[str, Any]], prompt_id: str) -> dict[int, list[dict[str, Any]]]:
+    """One prompt's rollouts grouped by step (steps ascending, rollouts by reward, best first)."""
+    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for rec in filter_records(records, prompt_id=prompt_id):
+        grouped[int(rec["step"])].append(rec)
+    return {s: sorted(grouped[s], key=_best_first) for s in sorted(grouped)}
+
+
+def _best_first(rec: dict[str, Any]) -> float:
+    value = value_of(rec, "reward")
+    return -value if value is not None else math.inf
+
+
+def known_prompt_ids(records: list[dict[str, Any]], limit: int = 10) -> list[str]:
+    """Up to ``limit`` prompt ids in first-seen order (for error messages)."""
+    return list(dict.fromkeys(str(r["prompt_id"]) for r in records))[:limit]
+
+
+def metric_series(metrics: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """``{name: (steps, values)}`` for every numeric trainer metric; ``step`` and ``epoch`` are not series."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for row in metrics:
+        step = row.get("step")
+        if step is None:
+            continue
+        for name, value in row.items():
+            if name in ("step", "epoch") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value):
+                continue
+            steps, values = series.setdefault(name, ([], []))
+            steps.append(int(step))
+            values.append(float(value))
+    return series
+
+
+def sample_records(records: list[dict[str, Any]], max_rows: int, seed: int = 0) -> tuple[list[dict[str, Any]], str]:
+    """At most ``max_rows`` records (log order) and a sentence saying how they were chosen.
+
+    When the log is larger: the ``max_rows // 20`` highest and lowest by reward (so the extremes are always there)
+    plus a uniform random sample of the rest (``random.Random(seed)``).
+    """
+    n = len(records)
+    if n <= max_rows:
+        return list(records), f"all {n} rollouts"
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}.")
+    k = max_rows // 20
+    chosen = set()
+    if k:
+        chosen |= set(ranked_indices(records, "reward", k))
+        chosen |= set(ranked_indices(records, "reward", k, bottom=True))
+    rest = [i for i in range(n) if i not in chosen]
+    chosen |= set(random.Random(seed).sample(rest, max_rows - len(chosen)))
+    note = (
+        f"a sample of {max_rows} of {n} rollouts: the {k} highest and {k} lowest by reward plus a uniform random "
+        f"sample of the rest (seed {seed}); the full log is {LOG_NAME}"
+    )
+    return [records[i] for i in sorted(chosen)], note
+
+
+def values_by_step(records: list[dict[str, Any]], key: str) -> dict[int, list[float]]:
+    """Finite ``key`` values of each step (steps ascending), for spread bands in plots."""
+    grouped: dict[int, list[float]] = defaultdict(list)
+    for rec in records:
+        value = value_of(rec, key)
+        if value is not None:
+            grouped[int(rec["step"])].append(value)
+    return {s: grouped[s] for s in sorted(grouped)}
