@@ -14,7 +14,7 @@ from reward.grace_reward import ANCHOR_MODES
 from reward.registry import available_terms
 from rollout.pooling import POOLING_MODES
 
-EMBEDDING_BACKENDS = ("local",)
+EMBEDDING_BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -66,8 +66,23 @@ class GraceConfig(GRPOConfig):
 
     Parameters:
         pooling (`str`): `mean` (input text + rationale, template tokens excluded), `rationale_only`, `last_token`.
-        embedding_backend (`str`): `local` (in process, uses the live policy: always current).
+        embedding_backend (`str`): `local` (in process, uses the live policy: always current) or `ray` (a pool of
+            Ray actors holding copies of the policy, synced after optimizer steps; rank 0 owns it).
+        embed_from_generation (`bool`): pool each rollout's embedding from the hidden states the policy computes while
+            generating it (HF generate), instead of a separate embedding pass; a rationale cut by the length limit
+            then misses its last token. vLLM generation always uses the separate pass.
         embedding_batch_size (`int`): sequences per embedding forward pass.
+        ray_address (`str` or `None`): `None` starts a local Ray cluster; `auto` (or `ray://host:port`) joins one.
+        ray_namespace (`str`): Ray namespace of the embedding actors.
+        ray_num_actors (`int`): embedding actors.
+        ray_actor_num_cpus (`float`): CPUs per actor (also its torch threads).
+        ray_actor_num_gpus (`float`): GPUs per actor (fractions share a GPU); only requested when the cluster has
+            GPUs.
+        ray_max_restarts (`int`): restarts per actor after a crash (a call that hit a dead actor is re-run).
+        weight_sync_every (`int`): send the policy weights to the actors every K optimizer steps (LoRA: adapters
+            only; full fine-tuning: the state dict, once through the object store).
+        max_weight_staleness (`int`): the reward refuses embeddings computed with weights more than this many
+            optimizer steps old (>= `weight_sync_every - 1`).
         instruction (`str`): the system instruction asking for a rationale.
 
     > Logging
@@ -91,8 +106,16 @@ class GraceConfig(GRPOConfig):
     )
     anchor_temperature: float = field(default=0.0, metadata={"help": "Anchor rationale temperature (0 = greedy)."})
     pooling: str = field(default="mean", metadata={"help": "Pooling: mean, rationale_only, last_token."})
-    embedding_backend: str = field(default="local", metadata={"help": "Embedding backend: local."})
+    embedding_backend: str = field(default="local", metadata={"help": "Embedding backend: local or ray."})
     embedding_batch_size: int = field(default=32, metadata={"help": "Sequences per embedding forward."})
+    ray_address: str | None = field(default=None, metadata={"help": "None: local Ray cluster; 'auto': join one."})
+    ray_namespace: str = field(default="grace-rl", metadata={"help": "Ray namespace of the embedding actors."})
+    ray_num_actors: int = field(default=2, metadata={"help": "Ray embedding actors."})
+    ray_actor_num_cpus: float = field(default=1.0, metadata={"help": "CPUs per Ray embedding actor."})
+    ray_actor_num_gpus: float = field(default=0.0, metadata={"help": "GPUs per actor (only on clusters with GPUs)."})
+    ray_max_restarts: int = field(default=3, metadata={"help": "Restarts per Ray actor after a crash."})
+    weight_sync_every: int = field(default=1, metadata={"help": "Sync policy weights every K optimizer steps."})
+    max_weight_staleness: int = field(default=0, metadata={"help": "Max age (steps) of the embedding weights."})
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "System instruction for rationales."})
     rationale_log: bool = field(default=True, metadata={"help": "Write <output_dir>/rationales.jsonl."})
 
@@ -123,6 +146,17 @@ class GraceConfig(GRPOConfig):
             raise ValueError(f"embedding_backend must be one of {EMBEDDING_BACKENDS}, got {self.embedding_backend!r}.")
         if self.embedding_batch_size < 1:
             raise ValueError(f"embedding_batch_size must be >= 1, got {self.embedding_batch_size}.")
+        if self.ray_num_actors < 1 or self.ray_actor_num_cpus <= 0 or self.ray_actor_num_gpus < 0:
+            raise ValueError(
+                f"Ray pool needs ray_num_actors >= 1, ray_actor_num_cpus > 0, ray_actor_num_gpus >= 0; got "
+                f"{self.ray_num_actors}, {self.ray_actor_num_cpus}, {self.ray_actor_num_gpus}."
+            )
+        if self.weight_sync_every < 1 or self.max_weight_staleness < self.weight_sync_every - 1:
+            raise ValueError(
+                f"weight_sync_every={self.weight_sync_every} (>= 1) lets embeddings be up to "
+                f"{self.weight_sync_every - 1} steps old, but max_weight_staleness={self.max_weight_staleness}: "
+                "raise max_weight_staleness to at least weight_sync_every - 1."
+            )
         if "dcg" in self.reward_terms:
             raise ValueError("The 'dcg' term needs the corpus index, which this version does not provide yet.")
         if self.anchor_rationale_tokens is None:

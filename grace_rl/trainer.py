@@ -13,8 +13,12 @@ from grace_rl.config import GraceConfig
 from grace_rl.prompts import RationaleTemplate
 from grace_rl.rationale_log import LOG_NAME, MetricsLogCallback, RationaleLog
 from reward.grace_reward import GraceReward
+from rollout.actor import ModelSpec
+from rollout.distributed import MainProcessPool, ShardedPool
 from rollout.embedder import Embedder
 from rollout.pool import EmbeddingPool, LocalEmbeddingPool
+from rollout.ray_pool import RayEmbeddingPool, RayPoolOptions
+from rollout.weight_sync import WeightSyncCallback
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +35,7 @@ def build_reward(args: GraceConfig, tokenizer) -> GraceReward:
         anchor_temperature=args.anchor_temperature,
         pooling=args.pooling,
         end_token_ids=sorted(end_ids),
+        max_weight_staleness=args.max_weight_staleness,
     )
 
 
@@ -42,6 +47,9 @@ class GraceTrainer(GRPOTrainer):
     wrapped (it calls TRL's own implementation unchanged).
     """
 
+    weight_sync: WeightSyncCallback | None = None  # ray backend: pushes policy weights to the actors
+    ray_pool: RayEmbeddingPool | None = None  # ray backend, on rank 0
+
     def __init__(self, *, args: GraceConfig, processing_class, grace_reward: GraceReward, **kwargs: Any) -> None:
         super().__init__(args=args, processing_class=processing_class, reward_funcs=[grace_reward], **kwargs)
         self.grace_reward = grace_reward
@@ -52,10 +60,36 @@ class GraceTrainer(GRPOTrainer):
         self.add_callback(MetricsLogCallback(args.output_dir))
 
     def _build_pool(self, args: GraceConfig, tokenizer) -> EmbeddingPool:
+        """``local``: the live policy (with several processes each rank embeds a share); ``ray``: see below."""
+        if args.embedding_backend == "ray":
+            return self._build_ray_pool(args, tokenizer)
         embedder = Embedder(self.model, tokenizer, self.template)
-        return LocalEmbeddingPool(embedder, batch_size=args.embedding_batch_size)
+        pool = LocalEmbeddingPool(embedder, batch_size=args.embedding_batch_size)
+        return ShardedPool(pool) if self.accelerator.num_processes > 1 else pool
+
+    def _build_ray_pool(self, args: GraceConfig, tokenizer) -> EmbeddingPool:
+        """Rank 0 owns the Ray pool (one set of actors and one weight sender per run); the other ranks receive its
+        results by broadcast. Weights are synced at train start and every ``weight_sync_every`` optimizer steps."""
+        unwrap = lambda: self.accelerator.unwrap_model(self.model)  # noqa: E731
+        if self.accelerator.is_main_process:
+            spec = ModelSpec.from_model(unwrap(), tokenizer, self.template, trust_remote_code=args.trust_remote_code)
+            options = RayPoolOptions(
+                address=args.ray_address,
+                namespace=args.ray_namespace,
+                num_actors=args.ray_num_actors,
+                num_cpus=args.ray_actor_num_cpus,
+                num_gpus=args.ray_actor_num_gpus,
+                max_restarts=args.ray_max_restarts,
+                batch_size=args.embedding_batch_size,
+            )
+            self.ray_pool = RayEmbeddingPool(spec, options)
+        self.weight_sync = WeightSyncCallback(self.ray_pool, unwrap, args.weight_sync_every)
+        self.add_callback(self.weight_sync)
+        return MainProcessPool(self.ray_pool, tokenizer) if self.accelerator.num_processes > 1 else self.ray_pool
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.weight_sync is not None:
+            self.weight_sync.ensure_synced(self.state.global_step)  # e.g. evaluate() before any training
         output = super()._generate_and_score_completions(inputs)
         if self.rationale_log is not None and self.model.training:
             self._log_rationales(output["advantages"].tolist())

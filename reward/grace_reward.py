@@ -14,11 +14,35 @@ import reward.terms  # noqa: F401  (registers the built-in terms)
 from reward.context import RewardContext
 from reward.registry import get_term
 from rollout.embedder import EmbedRequest
-from rollout.pool import EmbeddingPool
+from rollout.pool import EmbeddingPool, embed_versioned
 
 logger = logging.getLogger(__name__)
 
 ANCHOR_MODES = ("plain", "rationale")
+
+
+class StaleEmbeddingsError(RuntimeError):
+    """Embeddings were computed with policy weights older than the reward allows."""
+
+
+def gather_rollouts(*columns: Sequence[Any] | None) -> tuple[tuple[list[Any] | None, ...], int]:
+    """Concatenate per-rollout columns over all ranks (rank order); returns them and this rank's first index.
+
+    With one process (or no ``torch.distributed``) the columns come back unchanged with offset 0. ``None`` columns
+    stay ``None`` (every rank must agree on which columns are present).
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tuple(None if c is None else list(c) for c in columns), 0
+    from accelerate.utils import gather_object
+
+    pieces = gather_object([[None if c is None else list(c) for c in columns]])  # one column list per rank
+    sizes = [len(next(c for c in piece if c is not None)) for piece in pieces]
+    merged = tuple(
+        None if columns[k] is None else [x for piece in pieces for x in piece[k]] for k in range(len(columns))
+    )
+    return merged, sum(sizes[: dist.get_rank()])
 
 
 def completion_text(completion: Any) -> str:
@@ -59,6 +83,8 @@ class GraceReward:
         pooling: pooling mode (``mean``, ``rationale_only``, ``last_token``).
         end_token_ids: tokens that end a rationale (a completion not ending in one is truncated).
         pool: the embedding pool; not pickled (re-attach with :meth:`attach` after unpickling).
+        max_weight_staleness: refuse (:class:`StaleEmbeddingsError`) embeddings computed with weights more than this
+            many optimizer steps older than the trainer's (``trainer_state.global_step``); ``None`` = no check.
 
     Returns (on call):
         One float per rollout (``None`` for a rollout whose embedding is not finite: TRL skips it).
@@ -81,6 +107,7 @@ class GraceReward:
         pooling: str = "mean",
         end_token_ids: Sequence[int] = (),
         pool: EmbeddingPool | None = None,
+        max_weight_staleness: int | None = None,
     ) -> None:
         if len(terms) != len(weights):
             raise ValueError(f"{len(terms)} reward terms {list(terms)} but {len(weights)} weights {list(weights)}.")
@@ -97,6 +124,8 @@ class GraceReward:
         self.pooling = pooling
         self.end_token_ids = {int(t) for t in end_token_ids}
         self.pool = pool
+        self.max_weight_staleness = max_weight_staleness
+        self._policy_version: int | None = None
         self.last_records: list[dict[str, Any]] = []
 
     def attach(self, pool: EmbeddingPool) -> GraceReward:
@@ -145,7 +174,7 @@ class GraceReward:
         anchor_requests = self._anchor_requests(anchor_texts)
         t1 = time.perf_counter()
         rollout_requests = [EmbedRequest(q, tuple(ids)) for q, ids in zip(queries, completion_ids, strict=True)]
-        embeddings = self.pool.embed(rollout_requests + anchor_requests, pooling=self.pooling)  # (N + A, H)
+        embeddings = self._embed(rollout_requests + anchor_requests)  # (N + A, H)
         t2 = time.perf_counter()
         n = len(rollout_requests)
         truncated = torch.tensor([len(ids) > 0 and int(ids[-1]) not in self.end_token_ids for ids in completion_ids])
@@ -160,6 +189,20 @@ class GraceReward:
             temperature=self.temperature,
         )
         return ctx, {"anchor_rationale_seconds": t1 - t0, "embed_seconds": t2 - t1}
+
+    def _embed(self, requests: list[EmbedRequest]) -> torch.Tensor:
+        """``(N, H)`` embeddings from the pool, refused when computed with weights older than allowed."""
+        result = embed_versioned(self.pool, requests, self.pooling)
+        if self.max_weight_staleness is not None and self._policy_version is not None:
+            stale = result.staleness(self._policy_version)
+            if stale > self.max_weight_staleness:
+                raise StaleEmbeddingsError(
+                    f"Embeddings computed with weights {stale} optimizer steps old (oldest version "
+                    f"{int(result.versions.min())}, trainer at step {self._policy_version}); max_weight_staleness="
+                    f"{self.max_weight_staleness}. Sync weights more often (weight_sync_every) or allow more "
+                    "staleness (max_weight_staleness)."
+                )
+        return result.vectors
 
     def score(self, ctx: RewardContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Every configured term and the weighted total: ``(N,)`` each."""
@@ -179,8 +222,13 @@ class GraceReward:
         negatives: Sequence[Sequence[str]] | None = None,
         prompt_id: Sequence[Any] | None = None,
         log_metric: Any = None,
+        trainer_state: Any = None,
         **_: Any,
     ) -> list[float | None]:
+        # Score the global generation batch (in-batch negatives and groups span all ranks); return this rank's slice.
+        local_n, self._policy_version = len(query), getattr(trainer_state, "global_step", None)
+        columns, lo = gather_rollouts(completions, completion_ids, query, positive, negatives, prompt_id)
+        completions, completion_ids, query, positive, negatives, prompt_id = columns
         negatives = negatives if negatives is not None else [[] for _ in query]
         keys = list(prompt_id) if prompt_id is not None else list(query)
         ctx, timing = self.build_context(query, completion_ids, positive, negatives, keys)
@@ -205,9 +253,9 @@ class GraceReward:
                 "rewards": {name: _clean(values[name][i]) for name in self.terms},
                 "reward": _clean(total[i]),
             }
-            for i in range(len(query))
+            for i in range(lo, lo + local_n)
         ]
-        return [None if math.isnan(v) else float(v) for v in total.tolist()]
+        return [None if math.isnan(v) else float(v) for v in total[lo : lo + local_n].tolist()]
 
 
 def _clean(value: torch.Tensor) -> float | None:

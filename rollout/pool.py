@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
 
 from rollout.embedder import Embedder, EmbedRequest
+
+
+@dataclass(frozen=True)
+class VersionedEmbeddings:
+    """Embeddings with the policy-weight version each row was computed with.
+
+    Args:
+        vectors: ``(N, H)`` L2-normalised embeddings, in input order.
+        versions: ``(N,)`` long: the weight version (trainer optimizer step of the last sync) of each row, or
+            ``None`` when they come from the live policy itself (always current).
+    """
+
+    vectors: torch.Tensor
+    versions: torch.Tensor | None = None
+
+    def staleness(self, policy_version: int) -> int:
+        """Optimizer steps between the oldest row's weights and ``policy_version`` (0 for the live policy)."""
+        if self.versions is None or self.versions.numel() == 0:
+            return 0
+        return int(policy_version) - int(self.versions.min())
 
 
 @runtime_checkable
@@ -29,6 +50,16 @@ class EmbeddingPool(Protocol):
         ...
 
 
+def embed_versioned(
+    pool: EmbeddingPool, requests: Sequence[EmbedRequest], pooling: str = "mean"
+) -> VersionedEmbeddings:
+    """``pool.embed_with_version`` where the pool has it; a pool without versions is treated as the live policy."""
+    method = getattr(pool, "embed_with_version", None)
+    if method is not None:
+        return method(requests, pooling=pooling)
+    return VersionedEmbeddings(pool.embed(requests, pooling=pooling))
+
+
 class LocalEmbeddingPool:
     """In-process backend: embeds with the live policy model itself, so its weights are always current.
 
@@ -43,6 +74,9 @@ class LocalEmbeddingPool:
 
     def embed(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> torch.Tensor:
         return self.embedder.embed(requests, pooling=pooling, batch_size=self.batch_size)
+
+    def embed_with_version(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> VersionedEmbeddings:
+        return VersionedEmbeddings(self.embed(requests, pooling))  # the live policy: never stale
 
     def generate_rationales(
         self, texts: Sequence[str], max_new_tokens: int, temperature: float = 0.0
