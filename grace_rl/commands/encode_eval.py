@@ -1,15 +1,21 @@
-"""``grace-rl encode`` and ``grace-rl eval sts``."""
+"""``grace-rl encode``, ``grace-rl eval sts`` and ``grace-rl eval retrieval`` (each eval with ``--scaling``)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from grace_rl.evaluation import STS_FORMATS, evaluate_sts
 from grace_rl.models import DEFAULT_MODEL_ID
+from grace_rl.retrieval_eval import evaluate_retrieval
+from grace_rl.scaling import parse_budgets, scaling_curve, write_scaling
 
 
 def _encoder(args: argparse.Namespace):
@@ -45,21 +51,61 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval_sts(args: argparse.Namespace) -> int:
-    result = evaluate_sts(
-        _encoder(args),
-        args.data,
-        args.format,
-        args.limit,
-        batch_size=args.batch_size,
-        max_rationale_tokens=args.max_rationale_tokens,
-        num_rationales=args.num_rationales,
-        temperature=args.temperature,
+def _budgets(spec: str) -> list[int]:
+    try:
+        return parse_budgets(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _add_scaling_options(p: argparse.ArgumentParser, task: str) -> None:
+    p.add_argument(
+        "--scaling",
+        type=_budgets,
+        default=None,
+        metavar="T1,T2,...",
+        help="Evaluate at each rationale budget (e.g. 0,8,16,32,64) and write the curve as JSON + PNG.",
     )
-    result["model"] = args.model
-    result["max_rationale_tokens"] = args.max_rationale_tokens
-    print(json.dumps(result))
+    p.add_argument(
+        "--scaling-out", default=f"{task}_scaling", metavar="PREFIX", help="Writes PREFIX.json and PREFIX.png."
+    )
+
+
+def _run_eval(args: argparse.Namespace, task: str, evaluate: Callable[..., dict[str, Any]]) -> int:
+    """One evaluation (one JSON line), or with ``--scaling`` the curve (one JSON line naming the written files)."""
+    encoder = _encoder(args)
+    kwargs = {"batch_size": args.batch_size, "num_rationales": args.num_rationales, "temperature": args.temperature}
+    if args.scaling is None:
+        result = evaluate(encoder, max_rationale_tokens=args.max_rationale_tokens, **kwargs)
+        result.update(model=args.model, max_rationale_tokens=args.max_rationale_tokens)
+        print(json.dumps(result))
+        return 0
+    start = time.perf_counter()
+    points = scaling_curve(encoder, args.scaling, evaluate, **kwargs)
+    meta = {
+        "model": args.model,
+        "num_rationales": args.num_rationales,
+        "temperature": args.temperature,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    files = write_scaling(points, task, args.scaling_out, meta)
+    print(json.dumps({"task": task, **meta, "points": points, **files}))
     return 0
+
+
+def cmd_eval_sts(args: argparse.Namespace) -> int:
+    return _run_eval(args, "sts", functools.partial(evaluate_sts, path=args.data, fmt=args.format, limit=args.limit))
+
+
+def cmd_eval_retrieval(args: argparse.Namespace) -> int:
+    evaluate = functools.partial(
+        evaluate_retrieval,
+        corpus_path=args.corpus,
+        queries_path=args.queries,
+        qrels_path=args.qrels,
+        limit_queries=args.limit_queries,
+    )
+    return _run_eval(args, "retrieval", evaluate)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,4 +122,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sts.add_argument("--format", choices=STS_FORMATS, default="stsb")
     sts.add_argument("--limit", type=int, default=None, help="Evaluate the first N pairs.")
     _add_encode_options(sts)
+    _add_scaling_options(sts, "sts")
     sts.set_defaults(func=cmd_eval_sts)
+
+    ret = tasks.add_parser(
+        "retrieval", help="nDCG@10, MRR@10, recall@100 (x100) of a FAISS inner-product search over the corpus."
+    )
+    ret.add_argument("--corpus", required=True, help="JSONL {_id, text, title?} or TSV id<TAB>text.")
+    ret.add_argument("--queries", required=True, help="JSONL {_id, text} or TSV id<TAB>text.")
+    ret.add_argument("--qrels", required=True, help="TSV query-id corpus-id score (BEIR), TREC qrels, or JSONL.")
+    ret.add_argument("--limit-queries", type=int, default=None, help="Evaluate the first N judged queries.")
+    _add_encode_options(ret)
+    _add_scaling_options(ret, "retrieval")
+    ret.set_defaults(func=cmd_eval_retrieval)

@@ -1,0 +1,157 @@
+"""Test-time scaling: the same evaluation at several rationale budgets, written as JSON and a PNG plot.
+
+Greedy decoding is prefix-consistent: the greedy rationale with a budget of ``T`` tokens is the first ``T`` tokens of
+the greedy rationale with any larger budget. :class:`PrefixRationaleEncoder` uses that to write each text's rationale
+once, at the largest budget, and to serve every smaller budget by truncation (a curve over 0, 8, 16, 32, 64 tokens
+costs one 64-token generation instead of 120 tokens' worth).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rollout.embedder import EmbedRequest
+
+logger = logging.getLogger(__name__)
+
+# The metric each task is plotted by (the first is the headline).
+TASK_METRICS = {"sts": ("spearman",), "retrieval": ("ndcg@10", "mrr@10", "recall@100")}
+
+
+def parse_budgets(spec: str) -> list[int]:
+    """``"0,8,16"`` -> ``[0, 8, 16]`` (sorted, unique, each >= 0)."""
+    try:
+        budgets = sorted({int(part) for part in spec.split(",") if part.strip()})
+    except ValueError as err:
+        raise ValueError(f"--scaling takes comma-separated token budgets such as 0,8,16,32; got {spec!r}.") from err
+    if not budgets or budgets[0] < 0:
+        raise ValueError(f"--scaling needs at least one budget, all >= 0; got {spec!r}.")
+    return budgets
+
+
+class PrefixRationaleEncoder:
+    """Wraps a :class:`~grace_rl.encoder.GraceEncoder` for greedy budget sweeps (see the module docstring).
+
+    Each distinct text gets one greedy rationale of ``max_budget`` tokens (cached); ``encode(...,
+    max_rationale_tokens=T)`` embeds the text with its first ``T`` tokens. Also counts the rationale tokens actually
+    used (a greedy rationale may end before its budget), read by :func:`scaling_curve`.
+
+    Args:
+        encoder: the encoder whose model, template and pooling are used.
+        max_budget: the largest budget that will be asked for.
+    """
+
+    def __init__(self, encoder, max_budget: int) -> None:
+        self.encoder = encoder
+        self.max_budget = max_budget
+        self._rationales: dict[str, tuple[int, ...]] = {}
+        self.reset_counts()
+
+    def reset_counts(self) -> None:
+        self.tokens_used = 0
+        self.texts_seen = 0
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 16,
+        max_rationale_tokens: int | None = None,
+        num_rationales: int = 1,
+        temperature: float = 0.0,
+        pooling: str | None = None,
+        normalize: bool = True,
+        show_progress_bar: bool = True,
+    ) -> np.ndarray:
+        """``(N, H)`` float32 embeddings, as ``GraceEncoder.encode`` with a greedy rationale of the given budget."""
+        budget = self.encoder.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
+        if num_rationales != 1 or temperature > 0:
+            raise ValueError(
+                "Prefix reuse only holds for one greedy rationale; use num_rationales=1 and temperature=0 "
+                f"(got {num_rationales} and {temperature})."
+            )
+        if not 0 <= budget <= self.max_budget:
+            raise ValueError(f"Budget {budget} is outside [0, {self.max_budget}]; raise max_budget.")
+        missing = [t for t in dict.fromkeys(texts) if t not in self._rationales] if budget > 0 else []
+        if missing:
+            ids = self.encoder.embedder.generate_rationales(
+                missing, self.max_budget, 0.0, 1, batch_size=batch_size, show_progress_bar=show_progress_bar
+            )
+            self._rationales.update(zip(missing, ids, strict=True))
+        requests = [EmbedRequest(t, self._rationales[t][:budget] if budget > 0 else ()) for t in texts]
+        self.tokens_used += sum(len(r.rationale_ids) for r in requests)
+        self.texts_seen += len(requests)
+        emb = self.encoder.embedder.embed(
+            requests, pooling=pooling or self.encoder.pooling, batch_size=batch_size, normalize=normalize
+        )  # (N, H)
+        return emb.numpy().astype(np.float32)
+
+
+def scaling_curve(
+    encoder,
+    budgets: Sequence[int],
+    evaluate: Callable[..., dict[str, Any]],
+    temperature: float = 0.0,
+    num_rationales: int = 1,
+    **encode_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Run ``evaluate(encoder, max_rationale_tokens=T, **encode_kwargs)`` for each budget ``T``.
+
+    Greedy single-rationale sweeps go through :class:`PrefixRationaleEncoder` (one generation at the largest
+    budget); sampled sweeps call the encoder afresh per budget. Each point is the evaluation's dict plus
+    ``max_rationale_tokens`` and, for greedy sweeps, ``mean_rationale_tokens`` (tokens actually used per text).
+    """
+    greedy = temperature <= 0 and num_rationales == 1
+    target = PrefixRationaleEncoder(encoder, max(budgets)) if greedy else encoder
+    kwargs = (
+        dict(encode_kwargs)
+        if greedy
+        else {**encode_kwargs, "temperature": temperature, "num_rationales": num_rationales}
+    )
+    points = []
+    for budget in sorted(budgets, reverse=True):  # the largest first: it writes the rationales the rest reuse
+        start = time.perf_counter()
+        if greedy:
+            target.reset_counts()
+        result = evaluate(target, max_rationale_tokens=budget, **kwargs)
+        result["max_rationale_tokens"] = budget
+        if greedy:
+            result["mean_rationale_tokens"] = round(target.tokens_used / max(target.texts_seen, 1), 2)
+        logger.info("budget %d: %s (%.1f s)", budget, result, time.perf_counter() - start)
+        points.append(result)
+    return sorted(points, key=lambda p: p["max_rationale_tokens"])
+
+
+def write_scaling(points: list[dict[str, Any]], task: str, prefix: str | Path, meta: dict[str, Any]) -> dict[str, str]:
+    """Write ``PREFIX.json`` (``meta`` + the points) and ``PREFIX.png`` (metric vs rationale budget)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if task not in TASK_METRICS:
+        raise ValueError(f"Unknown task {task!r}; choose one of {sorted(TASK_METRICS)}.")
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".png")
+    json_path.write_text(json.dumps({**meta, "task": task, "points": points}, indent=2) + "\n", encoding="utf-8")
+    budgets = [p["max_rationale_tokens"] for p in points]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    for metric in TASK_METRICS[task]:
+        ax.plot(budgets, [p[metric] for p in points], marker="o", label=metric)
+    ax.set_xlabel("rationale budget (max tokens)")
+    ax.set_ylabel("x100")
+    ax.set_xticks(budgets)
+    ax.set_title(f"{task}: {meta.get('model', '')}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return {"json": str(json_path), "plot": str(png_path)}
