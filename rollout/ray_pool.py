@@ -105,8 +105,9 @@ def connect(address: str | None, namespace: str) -> bool:
     return address is None
 
 
-def actor_resources(options: RayPoolOptions) -> tuple[float, float]:
-    """``(num_cpus, num_gpus)`` per actor; GPUs only when the cluster has them, CPUs checked against the cluster."""
+def actor_resources(options: RayPoolOptions, fixed_size: bool = True) -> tuple[float, float]:
+    """``(num_cpus, num_gpus)`` per actor: GPUs only when the cluster has them (a fractional GPU never schedules on a
+    CPU-only cluster); CPUs checked against the cluster (an error when it cannot grow, else a warning)."""
     import ray
 
     total = ray.cluster_resources()
@@ -116,10 +117,13 @@ def actor_resources(options: RayPoolOptions) -> tuple[float, float]:
         num_gpus = 0.0
     need = options.num_cpus * options.num_actors
     if need > total.get("CPU", 0):
-        raise ValueError(
+        message = (
             f"{options.num_actors} embedding actors x {options.num_cpus} CPUs = {need} CPUs, but the Ray cluster has "
             f"{total.get('CPU', 0)}: lower ray_num_actors or ray_actor_num_cpus."
         )
+        if fixed_size:
+            raise ValueError(message)
+        logger.warning("%s Waiting for the cluster to grow (up to the start-up timeout).", message)
     return options.num_cpus, num_gpus
 
 
@@ -140,7 +144,7 @@ class RayEmbeddingPool:
         self.tokenizer = spec.tokenizer
         self._owns_ray = connect(self.options.address, self.options.namespace)
         try:
-            num_cpus, num_gpus = actor_resources(self.options)
+            num_cpus, num_gpus = actor_resources(self.options, fixed_size=self.options.address is None)
         except ValueError:
             if self._owns_ray:
                 ray.shutdown()

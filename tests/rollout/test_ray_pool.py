@@ -17,7 +17,7 @@ from reward.grace_reward import GraceReward, StaleEmbeddingsError
 from rollout.actor import NOT_SYNCED, EmbeddingActor, ModelSpec
 from rollout.embedder import Embedder, EmbedRequest
 from rollout.pool import LocalEmbeddingPool, VersionedEmbeddings
-from rollout.ray_pool import RayEmbeddingPool, RayPoolOptions, balanced_shards
+from rollout.ray_pool import RayEmbeddingPool, RayPoolOptions, actor_resources, balanced_shards
 from rollout.weight_sync import policy_weights
 
 TEMPLATE = RationaleTemplate("Explain the text.")
@@ -86,6 +86,18 @@ def test_balanced_shards_hand_example_and_properties():
     assert sorted(i for s in shards for i in s) == list(range(101))
     loads = [sum(costs[i] for i in s) for s in shards]
     assert max(loads) - min(loads) <= max(costs)
+
+
+def test_gpus_requested_only_on_clusters_that_have_them(monkeypatch):
+    ray = pytest.importorskip("ray")
+    options = RayPoolOptions(num_actors=2, num_cpus=1.0, num_gpus=0.5)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    assert actor_resources(options) == (1.0, 0.0)  # never a fractional GPU on a CPU-only cluster
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
+    assert actor_resources(options) == (1.0, 0.5)
+    with pytest.raises(ValueError, match="lower ray_num_actors"):
+        actor_resources(RayPoolOptions(num_actors=3, num_cpus=1.0))
+    assert actor_resources(RayPoolOptions(num_actors=3, num_cpus=1.0), fixed_size=False) == (1.0, 0.0)
 
 
 class VersionedPool:
