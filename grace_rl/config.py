@@ -89,6 +89,14 @@ class GraceConfig(GRPOConfig):
 
     Parameters:
         rationale_log (`bool`): append one JSON line per rollout to `<output_dir>/rationales.jsonl` every step.
+
+    > Reliability (see `grace_rl.preflight`, `grace_rl.resume`)
+
+    Parameters:
+        overwrite_output_dir (`bool`): start over in an `output_dir` that holds a run (its logs and checkpoints are
+            deleted); without it such a directory is refused unless resuming.
+        rebuild_index_on_resume (`bool`): when the checkpoint's corpus index is missing or corrupt at resume,
+            re-embed the corpus with the checkpoint's weights instead of failing.
     """
 
     reward_terms: list[str] = field(
@@ -118,8 +126,17 @@ class GraceConfig(GRPOConfig):
     max_weight_staleness: int = field(default=0, metadata={"help": "Max age (steps) of the embedding weights."})
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "System instruction for rationales."})
     rationale_log: bool = field(default=True, metadata={"help": "Write <output_dir>/rationales.jsonl."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete the run in output_dir, start over."})
+    rebuild_index_on_resume: bool = field(
+        default=False, metadata={"help": "Re-embed the corpus when the checkpoint's index is missing or corrupt."}
+    )
 
     def __post_init__(self) -> None:
+        if isinstance(self.num_generations, int) and self.num_generations < 2:  # before TRL divides by it
+            raise ValueError(
+                f"num_generations must be >= 2 (GRPO needs at least 2 generations per prompt to compare them), got "
+                f"{self.num_generations}; set num_generations: 2 or more."
+            )
         super().__post_init__()
         known = available_terms()
         unknown = [t for t in self.reward_terms if t not in known]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grace_rl.models import load_model, load_tokenizer, resolve_model_path
+from grace_rl.models import load_model, load_tokenizer, require_safetensors, resolve_model_path
 from grace_rl.prompts import DEFAULT_INSTRUCTION, RationaleTemplate
 from rollout.embedder import Embedder, EmbedRequest
 
@@ -62,6 +62,7 @@ class GraceEncoder:
         if path.is_dir() and (path / "adapter_config.json").is_file():
             from peft import PeftConfig, PeftModel
 
+            require_safetensors(path, prefix="adapter_model")  # never unpickle an adapter_model.bin
             base_path = resolve_model_path(PeftConfig.from_pretrained(str(path)).base_model_name_or_path)
             model = PeftModel.from_pretrained(load_model(base_path, trust_remote_code=trust_remote_code), str(path))
             model = model.merge_and_unload() if merge_lora else model

@@ -8,6 +8,7 @@ so every later load takes seconds. No hub access is ever attempted.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -98,6 +99,98 @@ def resolve_model_path(name_or_path: str) -> Path:
     return path.resolve()
 
 
+PICKLE_WEIGHT_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+_CONVERT_HINT = (
+    "grace-rl reads safetensors only (pickle weights can run code when loaded). If you trust the files, convert them "
+    "once: AutoModelForCausalLM.from_pretrained(d).save_pretrained(d, safe_serialization=True)."
+)
+
+
+def _read_config(path: Path) -> dict:
+    config_file = path / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{config_file} is unreadable or not valid JSON ({err}); restore the model's config.json."
+        ) from err
+    if not isinstance(config, dict) or not config.get("model_type"):
+        raise ValueError(f"{config_file} has no 'model_type'; it is not a Hugging Face model config.")
+    return config
+
+
+def _check_custom_code(path: Path, config: dict, trust_remote_code: bool) -> None:
+    from transformers import CONFIG_MAPPING
+
+    if config.get("auto_map") and config["model_type"] not in CONFIG_MAPPING and not trust_remote_code:
+        raise ValueError(
+            f"{path}/config.json declares custom code (auto_map) for model_type {config['model_type']!r}, which "
+            "transformers does not know. grace-rl never runs a model's own Python code unless asked: set "
+            "trust_remote_code: true only if you trust the files."
+        )
+
+
+def _safetensors_files(path: Path, prefix: str = "model") -> list[Path]:
+    """The safetensors files of ``path`` (one file or every shard of the index); [] when there are none."""
+    index = path / f"{prefix}.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError) as err:
+            raise ValueError(f"{index} is corrupt ({err}); re-save the model.") from err
+        missing = [s for s in shards if not (path / s).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{index} lists shard(s) {missing} that are missing from {path}; copy them.")
+        return [path / s for s in shards]
+    single = path / f"{prefix}.safetensors"
+    return [single] if single.is_file() else []
+
+
+def _check_safetensors(files: list[Path]) -> None:
+    """Open each file's header (cheap, memory-mapped): a truncated or garbage file fails here, not mid-load."""
+    from safetensors import safe_open
+
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                f.keys()
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types; re-raised with context
+            raise ValueError(f"{file} is not a readable safetensors file ({err}); re-save or re-copy it.") from err
+
+
+def require_safetensors(path: str | Path, prefix: str = "model") -> list[Path]:
+    """The safetensors weight files of a model (``prefix="model"``) or LoRA adapter (``"adapter_model"``) directory;
+    refuses a directory that holds only pickle weights (``*.bin``/``*.pt``) or no weights at all."""
+    path = Path(path)
+    files = _safetensors_files(path, prefix)
+    if not files:
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHT_PATTERNS for p in path.glob(pattern))
+        if pickles:
+            raise ValueError(
+                f"{path} holds only pickle weights {pickles[:3]}, no {prefix}.safetensors. " + _CONVERT_HINT
+            )
+        raise FileNotFoundError(f"{path} has no {prefix}.safetensors (nor a sharded index); copy the weights there.")
+    _check_safetensors(files)
+    return files
+
+
+def check_model_dir(path: str | Path, trust_remote_code: bool = False, tokenizer: bool = True) -> None:
+    """Everything :func:`load_model` (and, with ``tokenizer``, :func:`load_tokenizer`) needs from a local directory,
+    checked up front: a readable ``config.json`` (no unknown custom code unless trusted), safetensors weights with
+    readable headers, and tokenizer files. Raises with the file and the fix."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"Model directory {path} does not exist; pass a local Hugging Face model directory.")
+    config = _read_config(path)
+    _check_custom_code(path, config, trust_remote_code)
+    require_safetensors(path)
+    if tokenizer and not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"{path} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the tokenizer there."
+        )
+
+
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Tokenizer with a pad token (falls back to EOS) and left padding for generation."""
     tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
@@ -112,6 +205,7 @@ def load_model(
     path: str | Path, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False
 ) -> PreTrainedModel:
     """Load a causal LM from a local directory (safetensors only, never a hub)."""
+    check_model_dir(path, trust_remote_code, tokenizer=False)
     try:
         AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception as err:  # noqa: BLE001 - re-raised with context

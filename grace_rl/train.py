@@ -9,14 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import build_dataset, load_supervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
 from grace_rl.evaluation import evaluate_sts
-from grace_rl.models import load_model, load_tokenizer, resolve_model_path
+from grace_rl.models import load_model, load_tokenizer
+from grace_rl.preflight import preflight
 from grace_rl.prompts import RationaleTemplate
+from grace_rl.resume import start_run
 from grace_rl.trainer import GraceTrainer, build_reward
 
 logger = logging.getLogger("grace_rl")
@@ -46,7 +49,13 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     """Train GRACE and return a summary (eval before/after, seconds per step, paths)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rows = load_supervised(script_args.dataset_path, script_args.max_train_rows)
-    model_path = resolve_model_path(model_args.model_name_or_path or "smollm2-135m-instruct")
+    # Everything is checked (read-only) before anything is written to output_dir; see grace_rl/preflight.py.
+    checked = preflight(script_args, training_args, model_args, rows)
+    if training_args.world_size > 1:
+        PartialState().wait_for_everyone()  # every rank has checked output_dir before rank 0 writes to it
+    overwrite = training_args.overwrite_output_dir
+    start_run(training_args.output_dir, checked.fingerprint, overwrite, is_main=training_args.should_save)
+    model_path = checked.model_path
     trust = bool(training_args.trust_remote_code)
     tokenizer = load_tokenizer(model_path, trust)
     dtype = torch.bfloat16 if training_args.bf16 else torch.float32
@@ -63,7 +72,7 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
         peft_config=get_peft_config(model_args),
     )
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=str(checked.checkpoint) if checked.checkpoint else None)
     train_seconds = time.perf_counter() - start
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:

@@ -12,6 +12,7 @@ from trl import GRPOTrainer
 from grace_rl.config import GraceConfig
 from grace_rl.prompts import RationaleTemplate
 from grace_rl.rationale_log import LOG_NAME, MetricsLogCallback, RationaleLog
+from grace_rl.resume import checkpoint_guard, prepare_resume, resolve_checkpoint, save_checkpoint_extras
 from reward.grace_reward import GraceReward
 from rollout.actor import ModelSpec
 from rollout.distributed import MainProcessPool, ShardedPool
@@ -58,6 +59,23 @@ class GraceTrainer(GRPOTrainer):
         grace_reward.attach(self.embedding_pool)
         self.rationale_log = RationaleLog(Path(args.output_dir) / LOG_NAME) if args.rationale_log else None
         self.add_callback(MetricsLogCallback(args.output_dir))
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """HF/TRL training; on resume (``true`` = the latest complete checkpoint) the logs are first cut back to the
+        checkpoint and its corpus index restored (``grace_rl.resume``); HF restores the rest."""
+        checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        if checkpoint is not None:
+            prepare_resume(self, checkpoint)
+        return super().train(resume_from_checkpoint=str(checkpoint) if checkpoint else None, **kwargs)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """HF's checkpoint plus the corpus index and the commit marker; a failed write (disk full) removes the
+        partial checkpoint and names the last complete one."""
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        with checkpoint_guard(folder, is_main=self.args.should_save):
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                save_checkpoint_extras(self, folder)
 
     def _build_pool(self, args: GraceConfig, tokenizer) -> EmbeddingPool:
         """``local``: the live policy (with several processes each rank embeds a share); ``ray``: see below."""

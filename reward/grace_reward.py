@@ -12,6 +12,7 @@ import torch
 
 import reward.terms  # noqa: F401  (registers the built-in terms)
 from reward.context import RewardContext
+from reward.degenerate import degenerate_rollouts, score_without_degenerate
 from reward.registry import get_term
 from rollout.embedder import EmbedRequest
 from rollout.pool import EmbeddingPool, embed_versioned
@@ -204,12 +205,16 @@ class GraceReward:
                 )
         return result.vectors
 
-    def score(self, ctx: RewardContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Every configured term and the weighted total: ``(N,)`` each."""
+    def score(
+        self, ctx: RewardContext, rationales: Sequence[str] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Every configured term and the weighted total: ``(N,)`` each, NaN for degenerate rollouts (empty rationale,
+        non-finite embedding), which are left out of every term (see :mod:`reward.degenerate`)."""
+        return score_without_degenerate(ctx, degenerate_rollouts(ctx.rollouts, rationales), self._score_terms)
+
+    def _score_terms(self, ctx: RewardContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         values = {name: get_term(name)(ctx).float() for name in self.terms}
         total = sum(w * values[name] for name, w in zip(self.terms, self.weights, strict=True))
-        finite = torch.isfinite(ctx.rollouts).all(dim=1)  # (N,)
-        total = torch.where(finite, total, torch.full_like(total, math.nan))
         return total, values
 
     def __call__(
@@ -232,7 +237,7 @@ class GraceReward:
         negatives = negatives if negatives is not None else [[] for _ in query]
         keys = list(prompt_id) if prompt_id is not None else list(query)
         ctx, timing = self.build_context(query, completion_ids, positive, negatives, keys)
-        total, values = self.score(ctx)
+        total, values = self.score(ctx, [completion_text(c) for c in completions])
         degenerate = int(torch.isnan(total).sum())
         if log_metric is not None:
             for name, v in values.items():
@@ -243,7 +248,8 @@ class GraceReward:
                 log_metric(f"grace/{name}", seconds)
         if degenerate:
             logger.warning(
-                "%d rollout(s) had non-finite embeddings; their reward is None (TRL skips them).", degenerate
+                "%d degenerate rollout(s) (empty rationale or non-finite embedding): reward None, advantage 0.",
+                degenerate,
             )
         self.last_records = [
             {

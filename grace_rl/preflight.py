@@ -1,0 +1,127 @@
+"""Up-front checks, run by :func:`grace_rl.train.main` after the rows are validated and before anything is written to
+``output_dir``: a bad input fails in seconds, naming the file, row, field and fix, instead of at step 3,000.
+
+Already checked elsewhere, before this runs: the config's invariants (``GraceConfig.__post_init__``: reward names,
+weights, temperatures, ``num_generations``, refresh fraction, ...) and every training row
+(:func:`grace_rl.data.validate_supervised`: types, empty or over-long texts, columns, duplicate ids).
+
+Here: the rows against the config (gold ``positive_ids`` in the corpus; a ``hard_negative`` term needs some row
+with negatives), the configured paths (exist, right kind), the model directory (readable config, safetensors only,
+no unknown custom code unless ``trust_remote_code``), the checkpoint to resume from, and the output directory (not
+another run's; see :mod:`grace_rl.resume`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from grace_rl import DEFAULT_MODEL_ID
+from grace_rl.data import DataValidationError
+from grace_rl.models import check_model_dir, resolve_model_path
+from grace_rl.resume import check_output_dir, resolve_checkpoint, run_fingerprint
+
+logger = logging.getLogger(__name__)
+
+SHOW_ERRORS = 5  # bad rows listed in one error
+
+
+@dataclass
+class Preflight:
+    """What the checks resolved: the model directory, the checkpoint to resume from, the run fingerprint, and the run
+    artifacts already in ``output_dir`` (deleted when ``overwrite_output_dir``)."""
+
+    model_path: Path
+    checkpoint: Path | None
+    fingerprint: dict[str, Any]
+    existing: list[str] = field(default_factory=list)
+
+
+def check_paths(script_args: Any, args: Any) -> None:
+    """Paths from the config: resolved, and of the right kind."""
+    checks = [
+        ("dataset_path", script_args.dataset_path, "exists"),
+        ("eval_sts_path", script_args.eval_sts_path, "file"),
+    ]
+    checks.append(("corpus_path", getattr(args, "corpus_path", None), "exists"))
+    if isinstance(args.deepspeed, str):
+        checks.append(("deepspeed", args.deepspeed, "file"))
+    for name, value, kind in checks:
+        if not value:
+            continue
+        path = Path(value).expanduser().resolve()
+        if not path.exists():
+            raise FileNotFoundError(f"{name} {path} does not exist; fix the path in the config or command line.")
+        if kind == "file" and not path.is_file():
+            raise FileNotFoundError(f"{name} {path} is not a file; point {name} at a file.")
+
+
+def check_gold_ids(rows: list[dict[str, Any]], corpus_path: str, source: str) -> None:
+    """Every row's gold documents (``positive_ids``, else the positive's text) must be in the corpus."""
+    from reward.retrieval import resolve_gold
+    from rollout.corpus import load_corpus
+
+    corpus = SimpleNamespace(corpus=load_corpus(corpus_path))  # resolve_gold reads only `.corpus`
+    errors = []
+    for n, row in enumerate(rows, start=1):
+        try:
+            resolve_gold(
+                corpus, row.get("positive_ids"), row["positive"], where=f"{source}: row {n} ({row['prompt_id']})"
+            )
+        except ValueError as err:
+            errors.append(str(err))
+    if errors:
+        raise DataValidationError(
+            f"{len(errors)} row(s) have no gold document in the corpus (field 'positive_ids'):\n  "
+            + "\n  ".join(errors[:SHOW_ERRORS])
+        )
+
+
+def check_rows_against_config(rows: list[dict[str, Any]], args: Any, source: str) -> None:
+    """Row checks that depend on the config."""
+    if "hard_negative" in args.reward_terms and not any(row.get("negatives") for row in rows):
+        raise DataValidationError(
+            f"{source}: reward term 'hard_negative' scores a row's own hard negatives, but no row has a non-empty "
+            "'negatives' list (the term would be 0 everywhere); add negatives or drop the term and its weight."
+        )
+    if getattr(args, "corpus_path", None) and "dcg" in args.reward_terms:
+        check_gold_ids(rows, args.corpus_path, source)
+
+
+def warn_inexact_resume(args: Any) -> None:
+    """Checkpoints inside a generation window resume with a fresh generation (TRL does not save its buffer)."""
+    window = max(1, args.steps_per_generation * args.num_iterations // max(args.gradient_accumulation_steps, 1))
+    if window > 1 and str(args.save_strategy).endswith("steps") and args.save_steps % window:
+        logger.warning(
+            "One generation batch spans %d optimizer steps but save_steps=%s is not a multiple of it: resuming from "
+            "such a checkpoint re-generates rollouts instead of replaying them exactly.",
+            window,
+            args.save_steps,
+        )
+    if getattr(args, "save_only_model", False):
+        logger.warning("save_only_model=true: checkpoints hold no optimizer/scheduler/RNG state; resume is not exact.")
+
+
+def preflight(script_args: Any, args: Any, model_args: Any, rows: list[dict[str, Any]]) -> Preflight:
+    """Run every check (read-only) and return what they resolved; raises on the first bad input."""
+    check_paths(script_args, args)
+    check_rows_against_config(rows, args, source=str(script_args.dataset_path))
+    model_path = resolve_model_path(model_args.model_name_or_path or DEFAULT_MODEL_ID)
+    check_model_dir(model_path, args.trust_remote_code)
+    if args.trust_remote_code:
+        logger.warning("trust_remote_code=true: %s may run its own Python code when loaded.", model_path)
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    overwrite = bool(getattr(args, "overwrite_output_dir", False))
+    if checkpoint is not None and overwrite:
+        raise ValueError(
+            "resume_from_checkpoint and overwrite_output_dir contradict each other: resuming continues the run in "
+            "output_dir, overwriting deletes it. Pass only one."
+        )
+    fingerprint = run_fingerprint(script_args, args, model_args, model_path)
+    existing = check_output_dir(args.output_dir, fingerprint, checkpoint is not None, overwrite)
+    if checkpoint is not None:
+        warn_inexact_resume(args)
+    return Preflight(model_path, checkpoint, fingerprint, existing)

@@ -1,0 +1,352 @@
+"""Run identity and exact resume.
+
+* **Run fingerprint** (``<output_dir>/grace_run.json``): what makes two runs the same run (data digest, model, seed,
+  batch geometry, reward). A directory holding another run is refused unless ``overwrite_output_dir``; resuming needs
+  the same fingerprint.
+* **Complete checkpoints**: HF Trainer writes ``checkpoint-N`` (weights as safetensors; ``optimizer.pt``,
+  ``scheduler.pt``, ``rng_state.pth``: pickles that this run wrote, loaded by HF with
+  ``torch.load(weights_only=True)``; ``trainer_state.json``). GRACE then adds ``corpus_index/`` (the FAISS index and
+  its staleness state, when a corpus is configured) and last ``grace_checkpoint.json``: the commit point. A checkpoint
+  without it was cut short (killed, disk full) and is never resumed from.
+* **Logs at resume**: ``grace_checkpoint.json`` records the byte size of ``rationales.jsonl`` and ``metrics.jsonl`` at
+  save time; resuming truncates them back to it, which drops every record written after the checkpoint (and a torn
+  last line), so the resumed run neither duplicates nor loses a line.
+* **Disk full**: a checkpoint save that fails with ``OSError`` removes its partial folder and raises
+  :class:`CheckpointSaveError` naming the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from grace_rl.rationale_log import LOG_NAME, METRICS_NAME
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = "grace_run.json"
+CHECKPOINT_MARKER = "grace_checkpoint.json"
+TRAINER_STATE = "trainer_state.json"
+INDEX_DIR = "corpus_index"
+SUMMARY_NAME = "grace_summary.json"
+RUN_FILES = (RUN_FILE, LOG_NAME, METRICS_NAME, SUMMARY_NAME)  # files a run writes (plus checkpoint-*, corpus_index/)
+FORMAT_VERSION = 1
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+_TRUE = ("true", "last", "latest", "yes", "1")
+_FALSE = ("", "false", "none", "null", "no", "0")
+
+
+class RunMismatchError(ValueError):
+    """The output directory holds another run (or one that must be resumed or overwritten explicitly)."""
+
+
+class CheckpointSaveError(OSError):
+    """Writing a checkpoint failed (e.g. the disk is full); the partial checkpoint was removed."""
+
+
+class CorpusIndexResumeError(RuntimeError):
+    """The checkpoint's corpus index is missing, corrupt, or built over another corpus."""
+
+
+# ---- run fingerprint ---------------------------------------------------------------------------------------------
+
+
+def digest(path: str | Path) -> str:
+    """``sha256`` of a file, or of a directory's files (relative names and contents, in sorted order)."""
+    path = Path(path).expanduser()
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            h.update(str(file.relative_to(path)).encode("utf-8") + b"\0")
+        with file.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):  # noqa: B023 - f is the loop's own file
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def run_fingerprint(script_args: Any, args: Any, model_args: Any, model_path: str | Path) -> dict[str, Any]:
+    """What makes two runs the same run: resuming with any of these changed would not continue the run exactly."""
+    task = getattr(script_args, "task", "supervised")
+    corpus = getattr(args, "corpus_path", None)
+    return {
+        "task": task,
+        "dataset": digest(script_args.dataset_path),
+        "max_train_rows": script_args.max_train_rows,
+        "text_column": getattr(script_args, "text_column", None) if task == "unsupervised" else None,
+        "model": str(model_path),
+        "use_peft": bool(getattr(model_args, "use_peft", False)),
+        "seed": args.seed,
+        "world_size": args.world_size,
+        "num_generations": args.num_generations,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "steps_per_generation": args.steps_per_generation,
+        "reward_terms": list(args.reward_terms),
+        "term_weights": [float(w) for w in args.term_weights],
+        "corpus": digest(corpus) if corpus else None,
+    }
+
+
+def read_run_file(output_dir: str | Path) -> dict[str, Any] | None:
+    """The fingerprint recorded in ``output_dir`` (``None`` when there is none)."""
+    path = Path(output_dir) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["fingerprint"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunMismatchError(
+            f"{path} is corrupt ({err}); delete it if the directory holds this run, or choose a new output_dir."
+        ) from err
+
+
+def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Fields whose value differs: ``{name: (recorded, now)}``."""
+    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+
+
+def _describe(diff: dict[str, tuple[Any, Any]]) -> str:
+    short = lambda v: f"{v[:12]}..." if isinstance(v, str) and len(v) == 64 else v  # noqa: E731 - digests
+    return ", ".join(f"{k}: {short(a)!r} -> {short(b)!r}" for k, (a, b) in diff.items())
+
+
+def run_contents(output_dir: Path) -> list[str]:
+    """Names of the run artifacts (logs, fingerprint, checkpoints, corpus index) present in ``output_dir``."""
+    names = [n for n in (*RUN_FILES, INDEX_DIR) if (output_dir / n).exists()]
+    return names + sorted(p.name for p in output_dir.glob("checkpoint-*") if p.is_dir())
+
+
+def check_output_dir(
+    output_dir: str | Path, fingerprint: dict[str, Any], resuming: bool, overwrite: bool
+) -> list[str]:
+    """Refuse an output directory that holds another run, or this run without an explicit resume/overwrite.
+
+    Read-only. Returns the run artifacts found (which ``overwrite`` will delete)."""
+    out = Path(output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise RunMismatchError(f"output_dir {out} is a file, not a directory; choose another output_dir.")
+    if not out.is_dir():
+        return []
+    found, recorded = run_contents(out), read_run_file(out)
+    diff = fingerprint_diff(recorded, fingerprint) if recorded is not None else {}
+    if resuming:
+        if diff:
+            raise RunMismatchError(
+                f"Cannot resume the run in {out}: it was started with other settings ({_describe(diff)}). Resume "
+                "with the original settings, or start a new run from the checkpoint's weights (model_name_or_path="
+                "<checkpoint dir>) in a new output_dir."
+            )
+        if recorded is None:
+            logger.warning("%s has no %s (an older grace-rl run?); resuming without checking it.", out, RUN_FILE)
+        return found
+    if not found or overwrite:
+        return found
+    if diff:
+        raise RunMismatchError(
+            f"output_dir {out} holds a different run ({_describe(diff)}); choose a new output_dir, or pass "
+            "--overwrite_output_dir true to replace it (its logs and checkpoints are deleted)."
+        )
+    raise RunMismatchError(
+        f"output_dir {out} already holds a run ({', '.join(found)}); continue it with --resume_from_checkpoint "
+        "true, start over with --overwrite_output_dir true (its logs and checkpoints are deleted), or choose a new "
+        "output_dir."
+    )
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def start_run(output_dir: str | Path, fingerprint: dict[str, Any], overwrite: bool, is_main: bool) -> None:
+    """After the preflight passed: delete an overwritten run's artifacts and record this run's fingerprint."""
+    out = Path(output_dir).expanduser()
+    if not is_main:
+        return
+    if overwrite and out.is_dir():
+        for name in run_contents(out):
+            target = out / name
+            logger.warning("overwrite_output_dir: deleting %s", target)
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    if read_run_file(out) is None:
+        _atomic_write_text(
+            out / RUN_FILE, json.dumps({"format": FORMAT_VERSION, "fingerprint": fingerprint}, indent=2)
+        )
+
+
+# ---- checkpoints -------------------------------------------------------------------------------------------------
+
+
+def is_complete(checkpoint: Path) -> bool:
+    return (checkpoint / TRAINER_STATE).is_file() and (checkpoint / CHECKPOINT_MARKER).is_file()
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The complete ``checkpoint-N`` with the highest N (``None`` when there is none)."""
+    out = Path(output_dir).expanduser()
+    steps = [(int(m.group(1)), p) for p in out.glob("checkpoint-*") if (m := _CHECKPOINT_RE.match(p.name))]
+    complete = [(s, p) for s, p in steps if p.is_dir() and is_complete(p)]
+    return max(complete)[1].resolve() if complete else None
+
+
+def resolve_checkpoint(value: str | bool | Path | None, output_dir: str | Path) -> Path | None:
+    """``resume_from_checkpoint`` as a path: ``true``/``last`` = the latest complete checkpoint of ``output_dir``;
+    ``false``/``none`` = no resume. A path must be a complete checkpoint inside ``output_dir``: resuming continues the
+    logs next to it, and grace-rl only loads pickled optimizer/RNG state that its own run wrote."""
+    if value is None or value is False:
+        return None
+    text = str(value).strip()
+    if text.lower() in _FALSE:
+        return None
+    out = Path(output_dir).expanduser().resolve()
+    latest = latest_checkpoint(out)
+    if value is True or text.lower() in _TRUE:
+        if latest is None:
+            raise FileNotFoundError(
+                f"resume_from_checkpoint={value!r} but {out} holds no complete checkpoint (checkpoint-N with "
+                f"{CHECKPOINT_MARKER}); train from scratch (--resume_from_checkpoint null) or fix output_dir."
+            )
+        return latest
+    path = Path(text).expanduser().resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint {path} is not a directory; pass a checkpoint-N dir or true.")
+    if path.parent != out:
+        raise ValueError(
+            f"resume_from_checkpoint {path} is not a checkpoint of output_dir {out}. Resuming continues the run's "
+            "logs next to its checkpoints, and grace-rl loads pickled optimizer/RNG state only from its own run: set "
+            f"output_dir to {path.parent}."
+        )
+    if not is_complete(path):
+        raise ValueError(
+            f"{path} is incomplete (no {TRAINER_STATE} or {CHECKPOINT_MARKER}: the run stopped while saving it); "
+            f"resume from {latest or 'an earlier checkpoint'} instead (--resume_from_checkpoint true picks it)."
+        )
+    return path
+
+
+def save_checkpoint_extras(trainer: Any, folder: Path) -> None:
+    """After HF's files: the corpus index, then the commit marker with the log sizes at this step."""
+    index = getattr(trainer, "corpus_index", None)
+    if index is not None and index.is_built:
+        index.save(folder / INDEX_DIR)
+    out = Path(trainer.args.output_dir)
+    logs = {name: (out / name).stat().st_size for name in (LOG_NAME, METRICS_NAME) if (out / name).is_file()}
+    marker = {"format": FORMAT_VERSION, "global_step": trainer.state.global_step, "log_bytes": logs}
+    _atomic_write_text(folder / CHECKPOINT_MARKER, json.dumps(marker, indent=2))
+
+
+@contextmanager
+def checkpoint_guard(folder: Path, is_main: bool) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``folder`` into :class:`CheckpointSaveError`, removing the partial folder."""
+    existed = folder.exists()
+    try:
+        yield
+    except OSError as err:
+        if is_main and not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        previous = latest_checkpoint(folder.parent)
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = "the disk is full" if full else f"{type(err).__name__}: {err}"
+        kept = f"the last complete checkpoint is {previous}" if previous else "no complete checkpoint exists yet"
+        raise CheckpointSaveError(
+            err.errno,
+            f"Saving {folder} failed: {reason} ({err}). The partial checkpoint was removed and {kept}. "
+            + ("Free disk space" if full else "Fix the cause")
+            + " and resume with --resume_from_checkpoint true.",
+        ) from err
+
+
+# ---- resume ------------------------------------------------------------------------------------------------------
+
+
+def truncate_log(path: Path, size: int) -> int:
+    """Cut ``path`` back to ``size`` bytes (its size when the checkpoint was saved); returns the lines dropped."""
+    if not path.is_file():
+        if size:
+            logger.warning("%s is missing; the records before the checkpoint (%d bytes) are gone.", path, size)
+        return 0
+    current = path.stat().st_size
+    if current < size:
+        logger.warning("%s has %d bytes, fewer than the %d it had at the checkpoint; appending.", path, current, size)
+        return 0
+    with path.open("r+b") as f:
+        f.seek(size)
+        tail = f.read()
+        f.truncate(size)
+        f.flush()
+        os.fsync(f.fileno())
+    dropped = tail.count(b"\n") + (0 if not tail or tail.endswith(b"\n") else 1)
+    if dropped:
+        logger.info("Resume: dropped %d line(s) of %s written after the checkpoint.", dropped, path.name)
+    return dropped
+
+
+def read_marker(checkpoint: Path) -> dict[str, Any]:
+    return json.loads((checkpoint / CHECKPOINT_MARKER).read_text(encoding="utf-8"))
+
+
+def restore_corpus_index(trainer: Any, checkpoint: Path) -> bool:
+    """Replace the trainer's (unbuilt) corpus index with the checkpoint's; ``False`` when rebuilding instead."""
+    from rollout.corpus_index import CorpusIndex
+
+    index = getattr(trainer, "corpus_index", None)
+    if index is None:
+        return False
+    directory = checkpoint / INDEX_DIR
+    try:
+        loaded = CorpusIndex.load(directory, use_gpu=index.settings.use_gpu)
+        if loaded.corpus.doc_ids != index.corpus.doc_ids or loaded.corpus.texts != index.corpus.texts:
+            raise ValueError("it was built over another corpus than corpus_path")
+        if asdict(loaded.settings) != asdict(index.settings):
+            raise ValueError(
+                f"its settings {asdict(loaded.settings)} differ from the config's {asdict(index.settings)}"
+            )
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+        if not getattr(trainer.args, "rebuild_index_on_resume", False):
+            raise CorpusIndexResumeError(
+                f"Cannot restore the corpus index of {checkpoint} from {directory}: {err}. Resume from another "
+                "checkpoint, or set rebuild_index_on_resume: true to re-embed the corpus with the checkpoint's "
+                "weights (its staleness history restarts)."
+            ) from err
+        logger.warning("Corpus index of %s unusable (%s); re-embedding it with its weights.", checkpoint, err)
+        return False
+    trainer.corpus_index = loaded
+    trainer.grace_reward.attach(trainer.embedding_pool, corpus_index=loaded)
+    for callback in trainer.callback_handler.callbacks:  # the refresh callback holds the index it refreshes
+        if getattr(callback, "index", None) is index:
+            callback.index = loaded
+    logger.info("Resume: corpus index restored from %s (cursor %d)", directory, loaded.cursor)
+    return True
+
+
+def prepare_resume(trainer: Any, checkpoint: Path) -> dict[str, int]:
+    """Before HF restores weights, optimizer, scheduler, RNG and data position: cut the logs back to the checkpoint
+    and restore the corpus index. Returns the lines dropped per log."""
+    marker = read_marker(checkpoint)
+    restore_corpus_index(trainer, checkpoint)  # first: it may refuse, and then the logs stay as they are
+    dropped = {}
+    if trainer.args.should_save:
+        out = Path(trainer.args.output_dir)
+        dropped = {name: truncate_log(out / name, size) for name, size in marker.get("log_bytes", {}).items()}
+    logger.info("Resuming from %s (step %d)", checkpoint, marker["global_step"])
+    return dropped
