@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from grace_rl.corpus_setup import check_corpus_settings
 from grace_rl.prompts import DEFAULT_INSTRUCTION
 from reward.grace_reward import ANCHOR_MODES
 from reward.registry import available_terms
@@ -85,6 +86,23 @@ class GraceConfig(GRPOConfig):
             optimizer steps old (>= `weight_sync_every - 1`).
         instruction (`str`): the system instruction asking for a rationale.
 
+    > Corpus index and DCG reward (the `dcg` term; see `rollout.corpus_index.CorpusIndex`)
+
+    Parameters:
+        corpus_path (`str` or `None`): `{id, text}` documents (JSONL, TSV `id<TAB>text`, or a saved HF dataset) the
+            `dcg` term searches; required by it. Gold documents: a row's `positive_ids`, else the documents whose text
+            equals its positive.
+        corpus_anchor_mode (`str`): corpus documents embedded as `plain` text or with their own `rationale`.
+        corpus_rationale_tokens (`int` or `None`): rationale budget of corpus documents; `None` =
+            `anchor_rationale_tokens`.
+        dcg_k (`int`): nDCG cutoff; `search_depth` (`int`): documents retrieved per rollout (>= `dcg_k`).
+        refresh_every_steps (`int`): re-embed part of the corpus every K optimizer steps (0 = never).
+        refresh_fraction (`float`): fraction of the corpus re-embedded per refresh, in (0, 1].
+        refresh_policy (`str`): `oldest` (oldest weight version first, round robin) or `recent` (gold/retrieved first).
+        index_type (`str`): `flat` (exact) or `ivf` (approximate, for large corpora; `ivf_nlist`, `ivf_nprobe`).
+        index_use_gpu (`bool`): search on a GPU copy when the installed faiss has GPUs (else CPU, logged).
+        save_corpus_index (`bool`): save the index to `<output_dir>/corpus_index` at the end of training.
+
     > Logging
 
     Parameters:
@@ -126,6 +144,21 @@ class GraceConfig(GRPOConfig):
     max_weight_staleness: int = field(default=0, metadata={"help": "Max age (steps) of the embedding weights."})
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "System instruction for rationales."})
     rationale_log: bool = field(default=True, metadata={"help": "Write <output_dir>/rationales.jsonl."})
+    corpus_path: str | None = field(default=None, metadata={"help": "Corpus {id, text} searched by the dcg term."})
+    corpus_anchor_mode: str = field(default="plain", metadata={"help": "Corpus embedded as 'plain' or 'rationale'."})
+    corpus_rationale_tokens: int | None = field(
+        default=None, metadata={"help": "Corpus rationale budget (None = anchor_rationale_tokens)."}
+    )
+    dcg_k: int = field(default=10, metadata={"help": "nDCG cutoff of the dcg term."})
+    search_depth: int = field(default=50, metadata={"help": "Documents retrieved per rollout (>= dcg_k)."})
+    refresh_every_steps: int = field(default=1, metadata={"help": "Refresh the index every K steps (0: never)."})
+    refresh_fraction: float = field(default=0.1, metadata={"help": "Fraction of the corpus per refresh, (0, 1]."})
+    refresh_policy: str = field(default="oldest", metadata={"help": "Refresh order: 'oldest' or 'recent'."})
+    index_type: str = field(default="flat", metadata={"help": "FAISS index: 'flat' (exact) or 'ivf'."})
+    ivf_nlist: int | None = field(default=None, metadata={"help": "IVF cells (None = automatic)."})
+    ivf_nprobe: int = field(default=16, metadata={"help": "IVF cells visited per search."})
+    index_use_gpu: bool = field(default=True, metadata={"help": "Search on a GPU copy when faiss has GPUs."})
+    save_corpus_index: bool = field(default=True, metadata={"help": "Save the index to <output_dir>/corpus_index."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete the run in output_dir, start over."})
     rebuild_index_on_resume: bool = field(
         default=False, metadata={"help": "Re-embed the corpus when the checkpoint's index is missing or corrupt."}
@@ -174,11 +207,10 @@ class GraceConfig(GRPOConfig):
                 f"{self.weight_sync_every - 1} steps old, but max_weight_staleness={self.max_weight_staleness}: "
                 "raise max_weight_staleness to at least weight_sync_every - 1."
             )
-        if "dcg" in self.reward_terms:
-            raise ValueError("The 'dcg' term needs the corpus index, which this version does not provide yet.")
         if self.anchor_rationale_tokens is None:
             self.anchor_rationale_tokens = self.max_completion_length
         if self.anchor_rationale_tokens < 0:
             raise ValueError(f"anchor_rationale_tokens must be >= 0, got {self.anchor_rationale_tokens}.")
+        check_corpus_settings(self)  # corpus_path / dcg_k / refresh invariants (grace_rl/corpus_setup.py)
         # GRACE needs the dataset's columns (query, positive, negatives) in the reward call.
         self.remove_unused_columns = False

@@ -67,7 +67,8 @@ def _check_text(value: Any, where: str, field: str) -> str:
 
 
 def validate_supervised(rows: list[dict[str, Any]], source: str = "dataset") -> list[dict[str, Any]]:
-    """Check every row before training; return normalised rows ``{prompt_id, query, positive, negatives}``."""
+    """Check every row before training; return normalised rows ``{prompt_id, query, positive, negatives}`` (plus
+    ``positive_ids`` on every row when any row has them: gold document ids for the ``dcg`` term)."""
     if not rows:
         raise DataValidationError(f"{source}: no rows.")
     out, seen_ids = [], set()
@@ -99,7 +100,21 @@ def validate_supervised(rows: list[dict[str, Any]], source: str = "dataset") -> 
             raise DataValidationError(f"{where}: duplicate id {row_id!r}; ids must be unique.")
         seen_ids.add(row_id)
         out.append({"prompt_id": row_id, "query": query, "positive": positive, "negatives": negatives})
+        if row.get("positive_ids") is not None:
+            out[-1]["positive_ids"] = _check_ids(row["positive_ids"], where)
+    if any("positive_ids" in r for r in out):  # one schema for the HF dataset: [] = match the positive's text
+        for r in out:
+            r.setdefault("positive_ids", [])
     return out
+
+
+def _check_ids(value: Any, where: str) -> list[str]:
+    """``positive_ids``: gold document ids of the row in the DCG corpus (a list of strings or ints)."""
+    if not isinstance(value, list) or not all(isinstance(x, (str, int)) and str(x).strip() for x in value):
+        raise DataValidationError(
+            f"{where}: field 'positive_ids' must be a list of corpus document ids, got {value!r}."
+        )
+    return [str(x) for x in value]
 
 
 def build_dataset(rows: list[dict[str, Any]], messages_fn: Callable[[str], list[dict[str, str]]]) -> datasets.Dataset:

@@ -10,6 +10,7 @@ from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from grace_rl.config import GraceConfig
+from grace_rl.corpus_setup import setup_corpus_index
 from grace_rl.prompts import RationaleTemplate
 from grace_rl.rationale_log import LOG_NAME, MetricsLogCallback, RationaleLog
 from grace_rl.resume import checkpoint_guard, prepare_resume, resolve_checkpoint, save_checkpoint_extras
@@ -36,6 +37,8 @@ def build_reward(args: GraceConfig, tokenizer) -> GraceReward:
         anchor_temperature=args.anchor_temperature,
         pooling=args.pooling,
         end_token_ids=sorted(end_ids),
+        dcg_k=args.dcg_k,
+        search_depth=args.search_depth,
         max_weight_staleness=args.max_weight_staleness,
     )
 
@@ -57,6 +60,7 @@ class GraceTrainer(GRPOTrainer):
         self.template = RationaleTemplate(args.instruction)
         self.embedding_pool = self._build_pool(args, processing_class)
         grace_reward.attach(self.embedding_pool)
+        self.corpus_index = setup_corpus_index(self)  # None without corpus_path; else refreshed by a callback
         self.rationale_log = RationaleLog(Path(args.output_dir) / LOG_NAME) if args.rationale_log else None
         self.add_callback(MetricsLogCallback(args.output_dir))
 

@@ -14,6 +14,7 @@ import reward.terms  # noqa: F401  (registers the built-in terms)
 from reward.context import RewardContext
 from reward.degenerate import degenerate_rollouts, score_without_degenerate
 from reward.registry import get_term
+from reward.retrieval import CorpusSearcher, resolve_gold, score_dcg
 from rollout.embedder import EmbedRequest
 from rollout.pool import EmbeddingPool, embed_versioned
 
@@ -84,6 +85,11 @@ class GraceReward:
         pooling: pooling mode (``mean``, ``rationale_only``, ``last_token``).
         end_token_ids: tokens that end a rationale (a completion not ending in one is truncated).
         pool: the embedding pool; not pickled (re-attach with :meth:`attach` after unpickling).
+        corpus_index: the corpus index the ``dcg`` term searches (a :class:`~reward.retrieval.CorpusSearcher`,
+            e.g. ``rollout.corpus_index.CorpusIndex``); not pickled either. Gold documents: the row's
+            ``positive_ids``, else the corpus documents whose text equals the row's positive.
+        dcg_k: nDCG cutoff of the ``dcg`` term.
+        search_depth: documents retrieved per rollout (>= ``dcg_k``; deeper ranks feed the recall/MRR metrics).
         max_weight_staleness: refuse (:class:`StaleEmbeddingsError`) embeddings computed with weights more than this
             many optimizer steps older than the trainer's (``trainer_state.global_step``); ``None`` = no check.
 
@@ -108,6 +114,9 @@ class GraceReward:
         pooling: str = "mean",
         end_token_ids: Sequence[int] = (),
         pool: EmbeddingPool | None = None,
+        corpus_index: CorpusSearcher | None = None,
+        dcg_k: int = 10,
+        search_depth: int = 50,
         max_weight_staleness: int | None = None,
     ) -> None:
         if len(terms) != len(weights):
@@ -125,18 +134,26 @@ class GraceReward:
         self.pooling = pooling
         self.end_token_ids = {int(t) for t in end_token_ids}
         self.pool = pool
+        if not 1 <= dcg_k <= search_depth:
+            raise ValueError(f"Need 1 <= dcg_k <= search_depth, got dcg_k={dcg_k}, search_depth={search_depth}.")
+        self.corpus_index = corpus_index
+        self.dcg_k = dcg_k
+        self.search_depth = search_depth
         self.max_weight_staleness = max_weight_staleness
         self._policy_version: int | None = None
         self.last_records: list[dict[str, Any]] = []
 
-    def attach(self, pool: EmbeddingPool) -> GraceReward:
-        """Attach the embedding pool (after unpickling)."""
+    def attach(self, pool: EmbeddingPool, corpus_index: CorpusSearcher | None = None) -> GraceReward:
+        """Attach the embedding pool and, for the ``dcg`` term, the corpus index (after unpickling)."""
         self.pool = pool
+        if corpus_index is not None:
+            self.corpus_index = corpus_index
         return self
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["pool"] = None  # models and actor handles do not travel with the reward
+        state["corpus_index"] = None  # nor does the FAISS index
         state["last_records"] = []
         return state
 
@@ -205,6 +222,21 @@ class GraceReward:
                 )
         return result.vectors
 
+    def dcg(
+        self,
+        rollouts: torch.Tensor,
+        positives: Sequence[str],
+        positive_ids: Sequence[Sequence[str] | None] | None,
+        keys: Sequence[Any],
+    ):
+        """nDCG@``dcg_k`` of each rollout's gold documents when its ``(N, H)`` embedding searches the corpus index."""
+        golds: dict[Any, list[str]] = {}
+        for i, key in enumerate(keys):
+            if key not in golds:
+                ids = positive_ids[i] if positive_ids is not None else None
+                golds[key] = resolve_gold(self.corpus_index, ids, positives[i], where=f"row {key!r}")
+        return score_dcg(self.corpus_index, rollouts, [golds[k] for k in keys], self.dcg_k, self.search_depth)
+
     def score(
         self, ctx: RewardContext, rationales: Sequence[str] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -226,17 +258,25 @@ class GraceReward:
         positive: Sequence[str],
         negatives: Sequence[Sequence[str]] | None = None,
         prompt_id: Sequence[Any] | None = None,
+        positive_ids: Sequence[Sequence[str] | None] | None = None,
         log_metric: Any = None,
         trainer_state: Any = None,
         **_: Any,
     ) -> list[float | None]:
         # Score the global generation batch (in-batch negatives and groups span all ranks); return this rank's slice.
         local_n, self._policy_version = len(query), getattr(trainer_state, "global_step", None)
-        columns, lo = gather_rollouts(completions, completion_ids, query, positive, negatives, prompt_id)
-        completions, completion_ids, query, positive, negatives, prompt_id = columns
+        columns, lo = gather_rollouts(completions, completion_ids, query, positive, negatives, prompt_id, positive_ids)
+        completions, completion_ids, query, positive, negatives, prompt_id, positive_ids = columns
         negatives = negatives if negatives is not None else [[] for _ in query]
         keys = list(prompt_id) if prompt_id is not None else list(query)
         ctx, timing = self.build_context(query, completion_ids, positive, negatives, keys)
+        gold_ranks = None
+        if "dcg" in self.terms and self.corpus_index is not None:
+            dcg = self.dcg(
+                torch.nan_to_num(ctx.rollouts, nan=0.0, posinf=0.0, neginf=0.0), positive, positive_ids, keys
+            )
+            ctx.extras["dcg"], gold_ranks = dcg.values, dcg.gold_ranks
+            timing.update(dcg.metrics)
         total, values = self.score(ctx, [completion_text(c) for c in completions])
         degenerate = int(torch.isnan(total).sum())
         if log_metric is not None:
@@ -258,6 +298,7 @@ class GraceReward:
                 "rationale": completion_text(completions[i]),
                 "rewards": {name: _clean(values[name][i]) for name in self.terms},
                 "reward": _clean(total[i]),
+                **({"gold_rank": gold_ranks[i]} if gold_ranks is not None else {}),
             }
             for i in range(lo, lo + local_n)
         ]

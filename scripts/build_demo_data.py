@@ -1,6 +1,7 @@
 """Build the shipped demo data from ../shared/data (SICK, STS Benchmark). Run once by maintainers; output is committed.
 
 python scripts/build_demo_data.py --shared ../shared/data --out data
+python scripts/build_demo_data.py --dcg-only --out data   # only the DCG corpus + rows, from data/demo_train.jsonl
 """
 
 from __future__ import annotations
@@ -35,12 +36,32 @@ def stsb_pairs(path: Path) -> list[tuple[float, str, str]]:
         ]
 
 
+def build_dcg_files(train_path: Path, out: Path) -> tuple[int, int]:
+    """The DCG demo: ``demo_corpus.jsonl`` = every distinct positive and hard negative of the training rows (in order
+    of first appearance, ids ``doc-NNNN``), and ``demo_train_dcg.jsonl`` = the rows with ``positive_ids`` into it."""
+    rows = [json.loads(line) for line in train_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = list(dict.fromkeys(t for r in rows for t in [r["positive"], *r.get("negatives", [])]))
+    doc_id = {t: f"doc-{i:04d}" for i, t in enumerate(texts)}
+    with (out / "demo_corpus.jsonl").open("w", encoding="utf-8") as f:
+        for t in texts:
+            f.write(json.dumps({"id": doc_id[t], "text": t}, ensure_ascii=False) + "\n")
+    with (out / "demo_train_dcg.jsonl").open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({**r, "positive_ids": [doc_id[r["positive"]]]}, ensure_ascii=False) + "\n")
+    return len(texts), len(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shared", type=Path, default=Path("../shared/data"))
     ap.add_argument("--out", type=Path, default=Path("data"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dcg-only", action="store_true", help="only rebuild the DCG corpus/rows from demo_train.jsonl")
     args = ap.parse_args()
+    if args.dcg_only:
+        docs, rows = build_dcg_files(args.out / "demo_train.jsonl", args.out)
+        print(f"wrote a corpus of {docs} documents and {rows} rows with positive_ids")
+        return
     rng = random.Random(args.seed)
     sick = sick_rows(args.shared / "sick" / "SICK_train_trial.txt")
     with_negs = [r for r in sick if r["negatives"]]
@@ -64,6 +85,8 @@ def main() -> None:
     dev_lines = sorted(dev_lines[:200], key=lambda line: float(line.split("\t")[4]))
     (args.out / "stsb_dev_sample.tsv").write_text("\n".join(dev_lines) + "\n", encoding="utf-8")
     print(f"wrote {len(train)} training rows ({len(with_negs)} with hard negatives) and {len(dev_lines)} dev pairs")
+    docs, rows = build_dcg_files(args.out / "demo_train.jsonl", args.out)
+    print(f"wrote a DCG corpus of {docs} documents and {rows} rows with positive_ids")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+"""The DCG reward's retrieval step: resolve each row's gold documents, search the corpus index, score nDCG@k.
+
+The reward talks to the index only through :class:`CorpusSearcher` (``rollout.CorpusIndex`` implements it), so
+this module holds no FAISS code and the ranking math stays in :mod:`reward.dcg`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from reward.dcg import first_gold_rank, ndcg_scores
+
+
+@runtime_checkable
+class CorpusSearcher(Protocol):
+    """What the DCG reward needs from a corpus index (``corpus`` answers ``row_of(id)`` and ``ids_with_text``)."""
+
+    corpus: Any
+
+    def search(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, list[list[str]]]:
+        """Top-``k`` documents per ``(Q, H)`` query: ``(scores (Q, k), doc id lists best first)``."""
+        ...
+
+    def note_used(self, doc_ids: Iterable[str]) -> None:
+        """Documents that were gold or retrieved (a refresh policy may re-embed them first)."""
+        ...
+
+
+def resolve_gold(index: Any, positive_ids: Sequence[str] | None, positive: str, where: str = "row") -> list[str]:
+    """The row's gold document ids: its ``positive_ids`` if given, else the corpus documents whose text is exactly the
+    row's positive. Fails (naming the row and the fix) when none is found or an id is not in the corpus."""
+    corpus = index.corpus
+    if positive_ids:
+        missing = [d for d in positive_ids if corpus.row_of(str(d)) is None]
+        if missing:
+            raise ValueError(
+                f"{where}: positive_ids {missing} are not in the corpus ({corpus.source}); fix the ids or the corpus."
+            )
+        return [str(d) for d in positive_ids]
+    found = corpus.ids_with_text(positive)
+    if not found:
+        raise ValueError(
+            f"{where}: no positive_ids and no corpus document has the positive's text {positive[:80]!r}; add "
+            f"positive_ids to the row or the positive to the corpus ({corpus.source})."
+        )
+    return found
+
+
+@dataclass
+class DcgResult:
+    """nDCG@k per rollout (``values (N,)``), the 1-based rank of each rollout's first gold document within the search
+    depth (``None`` = not retrieved), and batch metrics."""
+
+    values: torch.Tensor
+    gold_ranks: list[int | None]
+    metrics: dict[str, float]
+
+
+def score_dcg(
+    index: CorpusSearcher, rollouts: torch.Tensor, golds: Sequence[Sequence[str]], k: int, depth: int
+) -> DcgResult:
+    """Search the index with each ``(N, H)`` rollout embedding to ``depth`` and score nDCG@k of its gold set.
+
+    Metrics: ``dcg_recall_at_depth`` (fraction of rollouts with a gold document in the top ``depth``),
+    ``dcg_mrr`` (mean reciprocal rank of the first gold, 0 when absent), ``dcg_search_seconds``.
+    """
+    start = time.perf_counter()
+    _, ranked = index.search(rollouts, depth)  # N lists of doc ids, best first
+    seconds = time.perf_counter() - start
+    values = ndcg_scores(ranked, [set(g) for g in golds], k)  # (N,)
+    ranks = [first_gold_rank(r, set(g)) for r, g in zip(ranked, golds, strict=True)]
+    index.note_used({d for r in ranked for d in r[:k]} | {d for g in golds for d in g})
+    n = max(len(ranks), 1)
+    return DcgResult(
+        values=values,
+        gold_ranks=ranks,
+        metrics={
+            "dcg_recall_at_depth": sum(r is not None for r in ranks) / n,
+            "dcg_mrr": sum(1.0 / r for r in ranks if r is not None) / n,
+            "dcg_search_seconds": seconds,
+        },
+    )
