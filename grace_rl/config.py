@@ -16,6 +16,9 @@ from reward.registry import available_terms
 from rollout.pooling import POOLING_MODES
 
 EMBEDDING_BACKENDS = ("local", "ray")
+TASKS = ("supervised", "unsupervised")
+DIRECTIONS = ("q2d", "d2q")
+DIRECTION_SCHEDULES = ("step", "row")
 
 
 @dataclass
@@ -28,6 +31,9 @@ class GraceScriptArguments:
         max_train_rows (`int` or `None`): use only the first N rows (after validation).
         eval_sts_path (`str` or `None`): an STS file (STS-B TSV layout) evaluated before and after training.
         eval_sts_limit (`int`): pairs of `eval_sts_path` to evaluate.
+        task (`str`): `supervised` (rows `{query, positive, negatives?}`) or `unsupervised` (plain texts: a .txt file
+            with one text per line, or rows whose `text_column` holds the text).
+        text_column (`str`): the text's column for unsupervised rows.
     """
 
     dataset_path: str = field(
@@ -38,10 +44,14 @@ class GraceScriptArguments:
         default=None, metadata={"help": "STS file (STS-B layout) evaluated before/after training."}
     )
     eval_sts_limit: int = field(default=100, metadata={"help": "Pairs of eval_sts_path to evaluate."})
+    task: str = field(default="supervised", metadata={"help": "supervised or unsupervised."})
+    text_column: str = field(default="text", metadata={"help": "Text column of unsupervised rows."})
 
     def __post_init__(self) -> None:
         if isinstance(self.eval_sts_path, str) and self.eval_sts_path.strip().lower() in ("", "none", "null"):
             self.eval_sts_path = None  # `--eval_sts_path null` on the command line turns the evaluation off
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}.")
         if self.eval_sts_limit < 2:
             raise ValueError(f"eval_sts_limit must be >= 2 pairs, got {self.eval_sts_limit}.")
 
@@ -62,6 +72,13 @@ class GraceConfig(GRPOConfig):
             low-temperature rationale, as `encode()` does at inference).
         anchor_rationale_tokens (`int` or `None`): rationale budget for anchors; `None` = `max_completion_length`.
         anchor_temperature (`float`): sampling temperature of anchor rationales (0 = greedy).
+
+    > Directions
+
+    Parameters:
+        directions (`list[str]`): `q2d` (roll out on the query, anchors are documents), `d2q` (roll out on the
+            positive document, anchors are queries; hard negatives are not used in that direction), or both.
+        direction_schedule (`str`): with both directions, alternate them per optimizer `step` or per `row`.
 
     > Embedding
 
@@ -131,8 +148,13 @@ class GraceConfig(GRPOConfig):
         default=None, metadata={"help": "Anchor rationale budget (None = max_completion_length)."}
     )
     anchor_temperature: float = field(default=0.0, metadata={"help": "Anchor rationale temperature (0 = greedy)."})
+    directions: list[str] = field(default_factory=lambda: ["q2d"], metadata={"help": "q2d, d2q or both."})
+    direction_schedule: str = field(default="step", metadata={"help": "Alternate directions per 'step' or 'row'."})
     pooling: str = field(default="mean", metadata={"help": "Pooling: mean, rationale_only, last_token."})
     embedding_backend: str = field(default="local", metadata={"help": "Embedding backend: local or ray."})
+    embed_from_generation: bool = field(
+        default=True, metadata={"help": "Pool rollout embeddings from the generation pass (no separate pass)."}
+    )
     embedding_batch_size: int = field(default=32, metadata={"help": "Sequences per embedding forward."})
     ray_address: str | None = field(default=None, metadata={"help": "None: local Ray cluster; 'auto': join one."})
     ray_namespace: str = field(default="grace-rl", metadata={"help": "Ray namespace of the embedding actors."})
@@ -194,6 +216,15 @@ class GraceConfig(GRPOConfig):
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
         if self.embedding_backend not in EMBEDDING_BACKENDS:
             raise ValueError(f"embedding_backend must be one of {EMBEDDING_BACKENDS}, got {self.embedding_backend!r}.")
+        bad = [d for d in self.directions if d not in DIRECTIONS]
+        if not self.directions or bad or len(set(self.directions)) != len(self.directions):
+            raise ValueError(
+                f"directions must be a non-empty subset of {DIRECTIONS} without repeats, got {self.directions}."
+            )
+        if self.direction_schedule not in DIRECTION_SCHEDULES:
+            raise ValueError(
+                f"direction_schedule must be one of {DIRECTION_SCHEDULES}, got {self.direction_schedule!r}."
+            )
         if self.embedding_batch_size < 1:
             raise ValueError(f"embedding_batch_size must be >= 1, got {self.embedding_batch_size}.")
         if self.ray_num_actors < 1 or self.ray_actor_num_cpus <= 0 or self.ray_actor_num_gpus < 0:

@@ -117,6 +117,49 @@ def _check_ids(value: Any, where: str) -> list[str]:
     return [str(x) for x in value]
 
 
+def load_texts(path: str | Path, text_column: str = "text") -> list[Any]:
+    """Plain texts for the unsupervised variant: a ``.txt`` file (one text per line, blank lines skipped), or rows
+    (JSONL / parquet / saved dataset) whose ``text_column`` holds the text."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise FileNotFoundError(f"Dataset {path} does not exist.")
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = load_rows(path)
+    for n, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or text_column not in row:
+            raise DataValidationError(
+                f"{path}: row {n}: missing field {text_column!r} (set text_column to the text's column)."
+            )
+    return [row[text_column] for row in rows]
+
+
+def validate_unsupervised(texts: list[Any], source: str = "dataset") -> list[dict[str, Any]]:
+    """Check plain texts; return rows in the supervised layout with the text as its own positive.
+
+    The reward then embeds the positive with an independent rationale of the same text (``anchor_mode: rationale``)
+    and uses the other texts of the batch as negatives.
+    """
+    if not texts:
+        raise DataValidationError(f"{source}: no texts.")
+    rows = []
+    for n, text in enumerate(texts, start=1):
+        text = _check_text(text, f"{source}: row {n}", "text")
+        rows.append({"prompt_id": f"text-{n}", "query": text, "positive": text, "negatives": []})
+    return rows
+
+
+def load_unsupervised(
+    path: str | Path, text_column: str = "text", max_rows: int | None = None
+) -> list[dict[str, Any]]:
+    """Load and validate plain texts (all validated, then the first ``max_rows`` kept)."""
+    rows = validate_unsupervised(load_texts(path, text_column), source=str(path))
+    if max_rows is not None:
+        rows = rows[:max_rows]
+    logger.info("Loaded %d unsupervised texts from %s", len(rows), path)
+    return rows
+
+
 def build_dataset(rows: list[dict[str, Any]], messages_fn: Callable[[str], list[dict[str, str]]]) -> datasets.Dataset:
     """HF dataset with TRL's ``prompt`` column (chat messages) next to the GRACE columns the reward reads."""
     records = [{"prompt": messages_fn(r["query"]), **r} for r in rows]

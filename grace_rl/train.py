@@ -13,7 +13,7 @@ from accelerate import PartialState
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from grace_rl.config import GraceConfig, GraceScriptArguments
-from grace_rl.data import build_dataset, load_supervised
+from grace_rl.data import build_dataset, load_supervised, load_unsupervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
 from grace_rl.evaluation import evaluate_sts
 from grace_rl.models import load_model, load_tokenizer
@@ -45,10 +45,19 @@ def _eval(model, tokenizer, args: GraceConfig, script_args: GraceScriptArguments
     return result
 
 
+def load_rows_for_task(script_args: GraceScriptArguments, training_args: GraceConfig) -> list[dict[str, Any]]:
+    """Validated training rows for the configured task (supervised rows, or plain texts for the unsupervised task)."""
+    if script_args.task == "supervised":
+        return load_supervised(script_args.dataset_path, script_args.max_train_rows)
+    if training_args.directions != ["q2d"]:
+        raise ValueError(f"directions={training_args.directions}: the unsupervised task has only one side; use [q2d].")
+    return load_unsupervised(script_args.dataset_path, script_args.text_column, script_args.max_train_rows)
+
+
 def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_args: ModelConfig) -> dict[str, Any]:
     """Train GRACE and return a summary (eval before/after, seconds per step, paths)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rows = load_supervised(script_args.dataset_path, script_args.max_train_rows)
+    rows = load_rows_for_task(script_args, training_args)
     # Everything is checked (read-only) before anything is written to output_dir; see grace_rl/preflight.py.
     checked = preflight(script_args, training_args, model_args, rows)
     if training_args.world_size > 1:

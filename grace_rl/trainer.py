@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ from grace_rl.rationale_log import LOG_NAME, MetricsLogCallback, RationaleLog
 from grace_rl.resume import checkpoint_guard, prepare_resume, resolve_checkpoint, save_checkpoint_extras
 from reward.grace_reward import GraceReward
 from rollout.actor import ModelSpec
+from rollout.capture import HiddenStateCapture, pool_captured
 from rollout.distributed import MainProcessPool, ShardedPool
-from rollout.embedder import Embedder
+from rollout.embedder import Embedder, backbone_of
 from rollout.pool import EmbeddingPool, LocalEmbeddingPool
 from rollout.ray_pool import RayEmbeddingPool, RayPoolOptions
 from rollout.weight_sync import WeightSyncCallback
@@ -58,6 +60,8 @@ class GraceTrainer(GRPOTrainer):
         super().__init__(args=args, processing_class=processing_class, reward_funcs=[grace_reward], **kwargs)
         self.grace_reward = grace_reward
         self.template = RationaleTemplate(args.instruction)
+        self._batch_queries: list[str] | None = None
+        self._span_embedder = Embedder(self.model, processing_class, self.template)  # prompt/text spans for capture
         self.embedding_pool = self._build_pool(args, processing_class)
         grace_reward.attach(self.embedding_pool)
         self.corpus_index = setup_corpus_index(self)  # None without corpus_path; else refreshed by a callback
@@ -109,10 +113,80 @@ class GraceTrainer(GRPOTrainer):
         self.add_callback(self.weight_sync)
         return MainProcessPool(self.ray_pool, tokenizer) if self.accelerator.num_processes > 1 else self.ray_pool
 
+    def direction_for(self, row: dict[str, Any]) -> str:
+        """The direction (``q2d`` / ``d2q``) a row is rolled out in at the current step."""
+        directions = self.args.directions
+        if len(directions) == 1:
+            return directions[0]
+        if self.args.direction_schedule == "row":
+            return directions[zlib.crc32(str(row["prompt_id"]).encode()) % len(directions)]
+        generation_round = self.state.global_step // max(self.args.steps_per_generation, 1)
+        return directions[generation_round % len(directions)]
+
+    def _apply_directions(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """In ``d2q`` the positive document becomes the rollout prompt and the query its anchor."""
+        out = []
+        for row in inputs:
+            direction = self.direction_for(row)
+            if direction == "d2q":
+                row = {
+                    **row,
+                    "prompt": self.template(row["positive"]),
+                    "query": row["positive"],
+                    "positive": row["query"],
+                }
+                row["negatives"] = []  # hard negatives are documents: no counterpart on the query side
+            out.append({**row, "direction": direction})
+        return out
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        """TRL's generation, with the policy's hidden states recorded so the rollouts need no separate embedding pass
+        (``embed_from_generation``; HF generate only: vLLM and continuous batching keep the embedding pass)."""
+        queries = self._batch_queries
+        use = (
+            self.args.embed_from_generation
+            and not self.use_vllm
+            and not self.use_transformers_continuous_batching
+            and images is None
+            and queries is not None
+            and len(queries) == len(prompt_ids)
+        )
+        if not use:
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        with HiddenStateCapture(backbone_of(self.model)) as capture:
+            completion_ids, logprobs = super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        self._offer_captured(capture, prompt_ids, completion_ids, queries)
+        return completion_ids, logprobs
+
+    def _offer_captured(self, capture: HiddenStateCapture, prompt_ids, completion_ids, queries: list[str]) -> None:
+        states = capture.states(max(len(p) for p in prompt_ids), len(prompt_ids))
+        spans = [self._span_embedder.prompt_tokens(q) for q in queries]
+        if states is None or any(tuple(s.ids) != tuple(p) for s, p in zip(spans, prompt_ids, strict=True)):
+            logger.debug("Generation states unusable for this batch; the rollouts will be embedded separately.")
+            return
+        rationale_lengths = [len(self._span_embedder.rationale_tokens(c)) for c in completion_ids]
+        embeddings = pool_captured(
+            states.float(),
+            [len(p) for p in prompt_ids],
+            [(s.start, s.end) for s in spans],
+            rationale_lengths,
+            mode=self.args.pooling,
+        )
+        self.grace_reward.offer_captured(queries, completion_ids, embeddings)
+
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         if self.weight_sync is not None:
             self.weight_sync.ensure_synced(self.state.global_step)  # e.g. evaluate() before any training
-        output = super()._generate_and_score_completions(inputs)
+        inputs = self._apply_directions(inputs)
+        self._batch_queries = [row["query"] for row in inputs]
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            self._batch_queries = None
         if self.rationale_log is not None and self.model.training:
             self._log_rationales(output["advantages"].tolist())
         return output

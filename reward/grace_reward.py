@@ -85,13 +85,13 @@ class GraceReward:
         pooling: pooling mode (``mean``, ``rationale_only``, ``last_token``).
         end_token_ids: tokens that end a rationale (a completion not ending in one is truncated).
         pool: the embedding pool; not pickled (re-attach with :meth:`attach` after unpickling).
+        max_weight_staleness: refuse (:class:`StaleEmbeddingsError`) embeddings computed with weights more than this
+            many optimizer steps older than the trainer's (``trainer_state.global_step``); ``None`` = no check.
         corpus_index: the corpus index the ``dcg`` term searches (a :class:`~reward.retrieval.CorpusSearcher`,
             e.g. ``rollout.corpus_index.CorpusIndex``); not pickled either. Gold documents: the row's
             ``positive_ids``, else the corpus documents whose text equals the row's positive.
         dcg_k: nDCG cutoff of the ``dcg`` term.
         search_depth: documents retrieved per rollout (>= ``dcg_k``; deeper ranks feed the recall/MRR metrics).
-        max_weight_staleness: refuse (:class:`StaleEmbeddingsError`) embeddings computed with weights more than this
-            many optimizer steps older than the trainer's (``trainer_state.global_step``); ``None`` = no check.
 
     Returns (on call):
         One float per rollout (``None`` for a rollout whose embedding is not finite: TRL skips it).
@@ -155,6 +155,7 @@ class GraceReward:
         state["pool"] = None  # models and actor handles do not travel with the reward
         state["corpus_index"] = None  # nor does the FAISS index
         state["last_records"] = []
+        state.pop("_captured", None)
         return state
 
     def _anchor_requests(self, texts: list[str]) -> list[EmbedRequest]:
@@ -192,7 +193,11 @@ class GraceReward:
         anchor_requests = self._anchor_requests(anchor_texts)
         t1 = time.perf_counter()
         rollout_requests = [EmbedRequest(q, tuple(ids)) for q, ids in zip(queries, completion_ids, strict=True)]
-        embeddings = self._embed(rollout_requests + anchor_requests)  # (N + A, H)
+        captured = self._take_captured(queries, completion_ids)
+        if captured is None:
+            embeddings = self._embed(rollout_requests + anchor_requests)  # (N + A, H)
+        else:  # rollouts already pooled from the generation pass (rollout.capture): embed the anchors only
+            embeddings = torch.cat([captured, self._embed(anchor_requests)]) if anchor_requests else captured
         t2 = time.perf_counter()
         n = len(rollout_requests)
         truncated = torch.tensor([len(ids) > 0 and int(ids[-1]) not in self.end_token_ids for ids in completion_ids])
@@ -206,21 +211,24 @@ class GraceReward:
             truncated=truncated,
             temperature=self.temperature,
         )
-        return ctx, {"anchor_rationale_seconds": t1 - t0, "embed_seconds": t2 - t1}
+        timing = {"anchor_rationale_seconds": t1 - t0, "embed_seconds": t2 - t1}
+        return ctx, {**timing, "rollouts_from_generation": float(captured is not None)}
 
-    def _embed(self, requests: list[EmbedRequest]) -> torch.Tensor:
-        """``(N, H)`` embeddings from the pool, refused when computed with weights older than allowed."""
-        result = embed_versioned(self.pool, requests, self.pooling)
-        if self.max_weight_staleness is not None and self._policy_version is not None:
-            stale = result.staleness(self._policy_version)
-            if stale > self.max_weight_staleness:
-                raise StaleEmbeddingsError(
-                    f"Embeddings computed with weights {stale} optimizer steps old (oldest version "
-                    f"{int(result.versions.min())}, trainer at step {self._policy_version}); max_weight_staleness="
-                    f"{self.max_weight_staleness}. Sync weights more often (weight_sync_every) or allow more "
-                    "staleness (max_weight_staleness)."
-                )
-        return result.vectors
+    def offer_captured(
+        self, queries: Sequence[str], completion_ids: Sequence[Sequence[int]], embeddings: torch.Tensor
+    ) -> None:
+        """Rollout embeddings ``(N, H)`` pooled during generation; the next call uses them if its batch matches."""
+        self._captured = (list(queries), [tuple(int(t) for t in c) for c in completion_ids], embeddings)
+
+    def _take_captured(self, queries: Sequence[str], completion_ids: Sequence[Sequence[int]]) -> torch.Tensor | None:
+        captured, self._captured = getattr(self, "_captured", None), None
+        if captured is None:
+            return None
+        texts, ids, embeddings = captured
+        if texts != list(queries) or ids != [tuple(int(t) for t in c) for c in completion_ids]:
+            logger.debug("Captured generation states do not match this reward batch; embedding the rollouts instead.")
+            return None
+        return embeddings
 
     def dcg(
         self,
@@ -236,6 +244,20 @@ class GraceReward:
                 ids = positive_ids[i] if positive_ids is not None else None
                 golds[key] = resolve_gold(self.corpus_index, ids, positives[i], where=f"row {key!r}")
         return score_dcg(self.corpus_index, rollouts, [golds[k] for k in keys], self.dcg_k, self.search_depth)
+
+    def _embed(self, requests: list[EmbedRequest]) -> torch.Tensor:
+        """``(N, H)`` embeddings from the pool, refused when computed with weights older than allowed."""
+        result = embed_versioned(self.pool, requests, self.pooling)
+        if self.max_weight_staleness is not None and self._policy_version is not None:
+            stale = result.staleness(self._policy_version)
+            if stale > self.max_weight_staleness:
+                raise StaleEmbeddingsError(
+                    f"Embeddings computed with weights {stale} optimizer steps old (oldest version "
+                    f"{int(result.versions.min())}, trainer at step {self._policy_version}); max_weight_staleness="
+                    f"{self.max_weight_staleness}. Sync weights more often (weight_sync_every) or allow more "
+                    "staleness (max_weight_staleness)."
+                )
+        return result.vectors
 
     def score(
         self, ctx: RewardContext, rationales: Sequence[str] | None = None
@@ -258,6 +280,7 @@ class GraceReward:
         positive: Sequence[str],
         negatives: Sequence[Sequence[str]] | None = None,
         prompt_id: Sequence[Any] | None = None,
+        direction: Sequence[str] | None = None,
         positive_ids: Sequence[Sequence[str] | None] | None = None,
         log_metric: Any = None,
         trainer_state: Any = None,
@@ -265,8 +288,10 @@ class GraceReward:
     ) -> list[float | None]:
         # Score the global generation batch (in-batch negatives and groups span all ranks); return this rank's slice.
         local_n, self._policy_version = len(query), getattr(trainer_state, "global_step", None)
-        columns, lo = gather_rollouts(completions, completion_ids, query, positive, negatives, prompt_id, positive_ids)
-        completions, completion_ids, query, positive, negatives, prompt_id, positive_ids = columns
+        columns, lo = gather_rollouts(
+            completions, completion_ids, query, positive, negatives, prompt_id, direction, positive_ids
+        )
+        completions, completion_ids, query, positive, negatives, prompt_id, direction, positive_ids = columns
         negatives = negatives if negatives is not None else [[] for _ in query]
         keys = list(prompt_id) if prompt_id is not None else list(query)
         ctx, timing = self.build_context(query, completion_ids, positive, negatives, keys)
@@ -295,7 +320,10 @@ class GraceReward:
             {
                 "prompt_id": keys[i],
                 "prompt": query[i],
+                **({"direction": direction[i]} if direction is not None else {}),
                 "rationale": completion_text(completions[i]),
+                "rationale_tokens": len(completion_ids[i]),
+                "truncated": bool(ctx.truncated[i]),
                 "rewards": {name: _clean(values[name][i]) for name in self.terms},
                 "reward": _clean(total[i]),
                 **({"gold_rank": gold_ranks[i]} if gold_ranks is not None else {}),

@@ -77,6 +77,24 @@ def consistency(ctx: RewardContext) -> torch.Tensor:
     return torch.where(counts > 0, total / counts.clamp(min=1), torch.zeros_like(total))
 
 
+@register("group_contrastive")
+def group_contrastive(ctx: RewardContext) -> torch.Tensor:
+    """InfoNCE of ``e_i`` within the batch's rollouts (unsupervised).
+
+    The positive is the normalised mean ``c_i`` of the other rollouts of its group; the negatives are the rollouts
+    of the other groups.
+
+    ``= cos(e_i, c_i) / tau - logsumexp([cos(e_i, c_i)] + [cos(e_i, e_j) : j in another group]) / tau``
+    """
+    sims = ctx.rollouts @ ctx.rollouts.T  # (N, N)
+    same = ctx.group.unsqueeze(0) == ctx.group.unsqueeze(1)  # (N, N)
+    others_in_group = same & ~torch.eye(len(ctx.group), dtype=torch.bool)  # (N, N)
+    centroid = torch.nn.functional.normalize(others_in_group.float() @ ctx.rollouts, dim=-1)  # (N, H)
+    pos = (ctx.rollouts * centroid).sum(dim=-1) / ctx.temperature  # (N,)
+    neg = (sims / ctx.temperature).masked_fill(same, _NEG_INF)  # (N, N)
+    return pos - torch.logsumexp(torch.cat([pos.unsqueeze(1), neg], dim=1), dim=1)  # (N,)
+
+
 @register("truncation")
 def truncation(ctx: RewardContext) -> torch.Tensor:
     """Penalty ``-1`` for a rationale cut by the length limit (no end token), else 0."""

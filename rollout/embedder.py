@@ -100,7 +100,7 @@ class Embedder:
         self._prompt_cache[text] = tokens
         return tokens
 
-    def _rationale_tokens(self, ids: Sequence[int]) -> list[int]:
+    def rationale_tokens(self, ids: Sequence[int]) -> list[int]:
         """Drop everything from the first EOS/pad token on (it ends the rationale)."""
         out = []
         for token in ids:
@@ -114,7 +114,7 @@ class Embedder:
         rows = []
         for req in requests:
             prompt = self.prompt_tokens(req.text)
-            rationale = self._rationale_tokens(req.rationale_ids)
+            rationale = self.rationale_tokens(req.rationale_ids)
             ids = list(prompt.ids) + rationale
             text_mask = [0] * len(ids)
             text_mask[prompt.start : prompt.end] = [1] * (prompt.end - prompt.start)
@@ -209,5 +209,5 @@ class Embedder:
                 completions = generated[:, width:].tolist()  # (B * R, new)
                 if not sampling and num_return_sequences > 1:
                     completions = [c for c in completions for _ in range(num_return_sequences)]
-                results.extend(tuple(self._rationale_tokens(c)) for c in completions)
+                results.extend(tuple(self.rationale_tokens(c)) for c in completions)
         return results

@@ -51,6 +51,14 @@ def build_dcg_files(train_path: Path, out: Path) -> tuple[int, int]:
     return len(texts), len(rows)
 
 
+def build_unsup_texts(stsb_train: Path, out: Path, n: int = 500, seed: int = 1) -> int:
+    """``demo_unsup.txt``: distinct STS-B train sentences, one per line (the unsupervised demo set)."""
+    texts = list(dict.fromkeys(t for _, a, b in stsb_pairs(stsb_train) for t in (a, b) if t))
+    random.Random(seed).shuffle(texts)
+    (out / "demo_unsup.txt").write_text("\n".join(texts[:n]) + "\n", encoding="utf-8")
+    return min(n, len(texts))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shared", type=Path, default=Path("../shared/data"))
@@ -79,12 +87,13 @@ def main() -> None:
     with (args.out / "demo_train.jsonl").open("w", encoding="utf-8") as f:
         for i, row in enumerate(train):
             f.write(json.dumps({"id": f"demo-{i:04d}", **row}, ensure_ascii=False) + "\n")
-    # Held-out evaluation sample: STS-B dev (never trained on), stratified over the score range.
+    # Held-out evaluation sample: STS-B dev (never trained on), a random sample.
     dev_lines = (args.shared / "stsb" / "sts-dev.csv").read_text(encoding="utf-8").splitlines()
     rng.shuffle(dev_lines)
-    dev_lines = sorted(dev_lines[:200], key=lambda line: float(line.split("\t")[4]))
+    dev_lines = dev_lines[:200]  # random order, so that any prefix (eval_sts_limit, --limit) spans the score range
     (args.out / "stsb_dev_sample.tsv").write_text("\n".join(dev_lines) + "\n", encoding="utf-8")
     print(f"wrote {len(train)} training rows ({len(with_negs)} with hard negatives) and {len(dev_lines)} dev pairs")
+    print(f"wrote {build_unsup_texts(args.shared / 'stsb' / 'sts-train.csv', args.out)} unsupervised texts")
     docs, rows = build_dcg_files(args.out / "demo_train.jsonl", args.out)
     print(f"wrote a DCG corpus of {docs} documents and {rows} rows with positive_ids")
 

@@ -5,7 +5,14 @@ import json
 import datasets
 import pytest
 
-from grace_rl.data import DataValidationError, build_dataset, load_rows, load_supervised, validate_supervised
+from grace_rl.data import (
+    DataValidationError,
+    build_dataset,
+    load_rows,
+    load_supervised,
+    load_unsupervised,
+    validate_supervised,
+)
 from grace_rl.prompts import RationaleTemplate
 
 
@@ -77,3 +84,17 @@ def test_build_dataset_has_chat_prompt():
     ds = build_dataset(validate_supervised([GOOD]), RationaleTemplate("Explain."))
     assert ds[0]["prompt"] == [{"role": "system", "content": "Explain."}, {"role": "user", "content": "q"}]
     assert ds[0]["negatives"] == ["n"] and ds[0]["prompt_id"] == "row-1"
+
+
+def test_unsupervised_texts_from_txt_and_jsonl(tmp_path):
+    (tmp_path / "t.txt").write_text("first text\n\n  \nsecond text\n", encoding="utf-8")
+    rows = load_unsupervised(tmp_path / "t.txt")
+    assert [r["query"] for r in rows] == ["first text", "second text"]
+    assert all(r["positive"] == r["query"] and r["negatives"] == [] for r in rows)
+    write_jsonl(tmp_path / "t.jsonl", [{"body": "a"}, {"body": "b"}])
+    assert [r["query"] for r in load_unsupervised(tmp_path / "t.jsonl", text_column="body")] == ["a", "b"]
+    with pytest.raises(DataValidationError, match="row 1: missing field 'text'"):
+        load_unsupervised(tmp_path / "t.jsonl")
+    write_jsonl(tmp_path / "bad.jsonl", [{"text": "ok"}, {"text": 5}])
+    with pytest.raises(DataValidationError, match="row 2: field 'text' must be a string"):
+        load_unsupervised(tmp_path / "bad.jsonl")

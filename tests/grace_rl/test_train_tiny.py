@@ -96,3 +96,32 @@ def test_command_line_overrides_the_recipe(tmp_path, tiny_model_dir, demo_rows):
     assert summary["steps"] == 1
     assert not (tmp_path / "run" / "rationales.jsonl").exists()
     assert (tmp_path / "run" / "model.safetensors").is_file()  # full fine-tuning saves the whole model
+
+
+def test_rollout_embeddings_come_from_the_generation_pass(tmp_path, tiny_model_dir, demo_rows, monkeypatch):
+    import torch
+
+    from grace_rl.models import load_model, load_tokenizer
+    from grace_rl.prompts import RationaleTemplate
+    from reward.grace_reward import GraceReward
+    from rollout.embedder import Embedder, EmbedRequest
+
+    offered = []
+    original = GraceReward.offer_captured
+
+    def spy(self, queries, completion_ids, embeddings):
+        offered.append((list(queries), [list(c) for c in completion_ids], embeddings.clone()))
+        return original(self, queries, completion_ids, embeddings)
+
+    monkeypatch.setattr(GraceReward, "offer_captured", spy)
+    argv = tiny_recipe(tmp_path, tiny_model_dir, demo_rows, learning_rate=0.0, max_steps=1)  # LoRA B = 0: base model
+    main(*parse_args(argv))
+    metrics = [m for m in read_rationales(tmp_path / "run" / "metrics.jsonl") if "loss" in m]
+    assert metrics[0]["grace/rollouts_from_generation"] == 1.0
+    assert len(offered) == 1
+    queries, completions, captured = offered[0]
+    embedder = Embedder(load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), RationaleTemplate())
+    # a rationale cut at max_completion_length (6) misses its last token's state
+    reqs = [EmbedRequest(q, tuple(embedder.rationale_tokens(c)[:5])) for q, c in zip(queries, completions)]
+    assert (embedder.embed(reqs) - captured).abs().max() < 1e-5
+    assert torch.isfinite(captured).all()

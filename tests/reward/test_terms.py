@@ -10,7 +10,16 @@ import torch
 from reward import available_terms, get_term, register
 from reward.context import RewardContext
 
-BUILTIN = ["consistency", "contrastive", "hard_negative", "in_batch", "margin", "positive", "truncation"]
+BUILTIN = [
+    "consistency",
+    "contrastive",
+    "group_contrastive",
+    "hard_negative",
+    "in_batch",
+    "margin",
+    "positive",
+    "truncation",
+]
 
 
 def hand_context(temperature: float = 1.0) -> RewardContext:
@@ -133,3 +142,15 @@ def test_context_checks_shapes_and_temperature():
             ctx.truncated,
             temperature=0,
         )
+
+
+def test_group_contrastive_by_hand():
+    ctx = hand_context(temperature=1.0)
+    # group 0: e0=(1,0), e1=(.6,.8); group 1: e2=(0,1), e3=(.8,.6). Centroid of e0 = e1, etc.
+    e = ctx.rollouts
+    expected = []
+    for i, (mate, others) in enumerate([(1, [2, 3]), (0, [2, 3]), (3, [0, 1]), (2, [0, 1])]):
+        pos = float(e[i] @ e[mate])
+        negs = [float(e[i] @ e[j]) for j in others]
+        expected.append(pos - math.log(sum(math.exp(v) for v in [pos, *negs])))
+    assert close(get_term("group_contrastive")(ctx), expected)
