@@ -20,3 +20,12 @@ from grace_rl.train import main, parse_args  # noqa: E402
 if __name__ == "__main__":
     summary = main(*parse_args())
     print(json.dumps(summary, indent=2))
+    if summary.get("output_dir"):
+        out = summary["output_dir"]
+        if summary.get("before") and summary.get("after"):
+            before, after = summary["before"]["spearman"], summary["after"]["spearman"]
+            print(f"\nSTS Spearman x100 (greedy rationale): before {before} -> after {after}")
+        print(f"Model (adapter or weights) + rationale log: {out}")
+        print(f"  look at the rationales:  grace-rl inspect {out} --top 3 --by reward")
+        print(f"  HTML report:             grace-rl report {out} -o {out}/report.html")
+        print(f"  embed text:              grace-rl encode --model {out} --input texts.txt --output emb.npy")
