@@ -9,8 +9,8 @@ setup: $(VENV)/.grace-installed
 $(VENV)/.grace-installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
 
-demo: setup  ## STS before -> GRACE training on the embedded default model -> STS after
-	$(PY) scripts/train_grace.py --config $(CONFIG) $(ARGS)
+demo: setup  ## STS before -> GRACE training on the embedded default model -> STS after (re-running starts over)
+	$(PY) scripts/train_grace.py --config $(CONFIG) --overwrite_output_dir true $(ARGS)
 
 test: setup  ## fast suite (tiny models; no slow tests)
 	$(PY) -m pytest -q $(ARGS)
