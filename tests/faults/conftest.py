@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
+
+from ..recipes import write_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 _COUNTS = {"bad inputs": 0, "faults survived": 0, "rationale lines lost": 0}
@@ -44,36 +45,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: D103
 
 def tiny_recipe(tmp_path: Path, model_dir: Path, rows: Path, **overrides) -> list[str]:
     """Command line for a tiny CPU run through the real entry point (a YAML recipe plus ``--config``)."""
-    recipe = {
-        "model_name_or_path": str(model_dir),
-        "use_peft": True,
-        "lora_r": 4,
-        "lora_alpha": 8,
-        "lora_target_modules": ["q_proj", "v_proj"],
-        "dataset_path": str(rows),
-        "output_dir": str(tmp_path / "run"),
-        "use_cpu": True,
-        "bf16": False,
-        "gradient_checkpointing": False,
-        "max_steps": 2,
-        "per_device_train_batch_size": 6,
-        "num_generations": 3,
-        "max_completion_length": 6,
-        "learning_rate": 1e-3,
-        "loss_type": "dr_grpo",
-        "scale_rewards": "none",
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
+    defaults = {
         "seed": 0,
         "reward_terms": ["contrastive", "consistency", "truncation"],
         "term_weights": [1.0, 0.1, 0.1],
         "anchor_mode": "plain",
-        **overrides,
     }
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return ["--config", str(path)]
+    return write_recipe(tmp_path, model_dir, rows, **{**defaults, **overrides})
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import datasets
 import pytest
 import torch
-import yaml
 
 from grace_rl.config import GraceConfig
 from grace_rl.corpus_setup import CorpusRefreshCallback, check_gold_documents
@@ -19,6 +18,8 @@ from grace_rl.rationale_log import read_rationales
 from grace_rl.train import main, parse_args
 from rollout.corpus import Corpus
 from rollout.corpus_index import CorpusIndex, IndexSettings
+
+from ..recipes import write_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CORPUS = str(REPO / "data" / "demo_corpus.jsonl")
@@ -148,40 +149,22 @@ def dcg_recipe(tmp_path: Path, model_dir: Path, rows: Path) -> list[str]:
     (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"id": ids[t], "text": t}) + "\n" for t in texts))
     dcg_rows = [{**r, "positive_ids": [ids[r["positive"]]]} for r in records]
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dcg_rows))
-    recipe = {
-        "model_name_or_path": str(model_dir),
-        "use_peft": True,
-        "lora_r": 4,
-        "lora_alpha": 8,
-        "lora_target_modules": ["q_proj", "v_proj"],
-        "dataset_path": str(tmp_path / "rows.jsonl"),
-        "output_dir": str(tmp_path / "run"),
-        "use_cpu": True,
-        "bf16": False,
-        "gradient_checkpointing": False,
-        "max_steps": 3,
-        "per_device_train_batch_size": 6,
-        "num_generations": 3,
-        "max_completion_length": 6,
-        "learning_rate": 1e-3,
-        "loss_type": "dr_grpo",
-        "scale_rewards": "none",
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "reward_terms": ["contrastive", "dcg", "truncation"],
-        "term_weights": [1.0, 1.0, 0.1],
-        "anchor_mode": "plain",
-        "corpus_path": str(tmp_path / "corpus.jsonl"),
-        "corpus_anchor_mode": "rationale",
-        "corpus_rationale_tokens": 3,
-        "dcg_k": 5,
-        "search_depth": 10,
-        "refresh_every_steps": 1,
-        "refresh_fraction": 0.25,
-    }
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    return ["--config", str(tmp_path / "recipe.yaml")]
+    return write_recipe(
+        tmp_path,
+        model_dir,
+        tmp_path / "rows.jsonl",
+        max_steps=3,
+        reward_terms=["contrastive", "dcg", "truncation"],
+        term_weights=[1.0, 1.0, 0.1],
+        anchor_mode="plain",
+        corpus_path=str(tmp_path / "corpus.jsonl"),
+        corpus_anchor_mode="rationale",
+        corpus_rationale_tokens=3,
+        dcg_k=5,
+        search_depth=10,
+        refresh_every_steps=1,
+        refresh_fraction=0.25,
+    )
 
 
 def test_tiny_training_run_with_the_dcg_term(tmp_path, tiny_model_dir, demo_rows):

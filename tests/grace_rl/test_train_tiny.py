@@ -5,46 +5,24 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import yaml
 
 from grace_rl.encoder import GraceEncoder
 from grace_rl.rationale_log import read_rationales
 from grace_rl.train import main, parse_args
 
+from ..recipes import write_recipe
+
 FIELDS = {"step", "prompt_id", "prompt", "rationale", "rewards", "reward", "advantage"}
 
 
 def tiny_recipe(tmp_path, model_dir, rows, **overrides) -> list[str]:
-    recipe = {
-        "model_name_or_path": str(model_dir),
-        "use_peft": True,
-        "lora_r": 4,
-        "lora_alpha": 8,
-        "lora_target_modules": ["q_proj", "v_proj"],
-        "dataset_path": str(rows),
-        "output_dir": str(tmp_path / "run"),
-        "use_cpu": True,
-        "bf16": False,
-        "gradient_checkpointing": False,
-        "max_steps": 2,
-        "per_device_train_batch_size": 6,
-        "num_generations": 3,
-        "max_completion_length": 6,
-        "learning_rate": 1e-3,
-        "loss_type": "dr_grpo",
-        "scale_rewards": "none",
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
+    defaults = {
         "reward_terms": ["contrastive", "margin", "consistency", "truncation"],
         "term_weights": [1.0, 0.5, 0.1, 0.1],
         "anchor_mode": "rationale",
         "anchor_rationale_tokens": 4,
-        **overrides,
     }
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return ["--config", str(path)]
+    return write_recipe(tmp_path, model_dir, rows, **{**defaults, **overrides})
 
 
 def test_two_grpo_steps_write_one_line_per_rollout(tmp_path, tiny_model_dir, demo_rows):
