@@ -4,7 +4,7 @@ test-time scaling curve (Spearman vs rationale budget).
 The sample is ``--pairs`` rows spread evenly over ``--data`` (``data/stsb_dev_sample.tsv`` is sorted by gold score,
 so its first rows would cover only low scores); it is written next to the results for reproduction. Each model runs
 one greedy sweep over the budgets (rationales written once at the largest budget and truncated, see
-``grace_rl.scaling``), so the "no rationale" (budget 0) and "greedy rationale" rows are points of that sweep.
+``grace_rl.eval.scaling``), so the "no rationale" (budget 0) and "greedy rationale" rows are points of that sweep.
 
     nice -n 10 python bench/quality.py                                   # base model only
     nice -n 10 python bench/quality.py --trained runs/grace_smollm2_cpu  # plus a trained GRACE output dir
@@ -22,9 +22,9 @@ import numpy as np
 from _common import REPO, RESULTS, add_threads_option, set_threads, table, write_result
 
 from grace_rl.encoder import GraceEncoder
-from grace_rl.evaluation import evaluate_sts
+from grace_rl.eval.scaling import parse_budgets, scaling_curve, write_scaling
+from grace_rl.eval.sts import evaluate_sts
 from grace_rl.models import DEFAULT_MODEL_ID
-from grace_rl.scaling import parse_budgets, scaling_curve, write_scaling
 
 
 def spread_sample(path: Path, pairs: int, out: Path) -> tuple[Path, list[float]]:

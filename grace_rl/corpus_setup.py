@@ -15,14 +15,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from grace_rl.run_files import CORPUS_INDEX_DIR
 from reward.retrieval import resolve_gold
 from rollout.corpus import load_corpus
 from rollout.corpus_index import CORPUS_EMBED_MODES, INDEX_TYPES, REFRESH_POLICIES, CorpusIndex, IndexSettings
 from rollout.pool import EmbeddingPool
 
 logger = logging.getLogger(__name__)
-
-INDEX_DIR_NAME = "corpus_index"
 
 
 def check_corpus_settings(args: Any) -> None:
@@ -153,7 +152,7 @@ def setup_corpus_index(trainer: Any) -> CorpusIndex | None:
             args.refresh_every_steps,
             args.refresh_fraction,
             log_metric=lambda name, value: trainer._metrics["train"][name].append(value),  # averaged per log
-            save_dir=Path(args.output_dir) / INDEX_DIR_NAME if args.save_corpus_index else None,
+            save_dir=Path(args.output_dir) / CORPUS_INDEX_DIR if args.save_corpus_index else None,
         )
     )
     return index

@@ -10,6 +10,8 @@ from typing import Any
 
 import datasets
 
+from grace_rl.run_files import JsonlError, read_jsonl
+
 logger = logging.getLogger(__name__)
 
 SUPERVISED_FIELDS = ("query", "positive")
@@ -40,15 +42,10 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
         if suffix == ".json" and text.lstrip().startswith("["):
             return json.loads(text)
-        rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DataValidationError(f"{path}: line {n} is not valid JSON ({err.msg}).") from err
-        return rows
+        try:
+            return read_jsonl(path)
+        except JsonlError as err:
+            raise DataValidationError(str(err)) from err
     raise DataValidationError(
         f"{path}: unsupported format {suffix!r}; use .jsonl, .json, .parquet or a saved dataset dir."
     )

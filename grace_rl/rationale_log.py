@@ -1,4 +1,8 @@
-"""Durable rationale log: one JSON line per rollout, flushed and fsynced every step; readers skip a torn last line."""
+"""Training-side log writers: the durable rationale log and the trainer-metrics log (``metrics.jsonl``).
+
+Reading them back is :mod:`grace_rl.inspection.log` (no transformers import); the file names are in
+:mod:`grace_rl.run_files`.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,26 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-logger = logging.getLogger(__name__)
+from grace_rl.run_files import METRICS_LOG
 
-LOG_NAME = "rationales.jsonl"
-METRICS_NAME = "metrics.jsonl"
+logger = logging.getLogger(__name__)
 
 
 class RationaleLog:
-    """Append-only JSONL writer of rollout records.
+    """Append-only JSONL writer of rollout records, flushed and fsynced on every append.
 
-    Fields: ``step, prompt_id, prompt, rationale, rewards, reward, advantage``.
+    Fields: `step, prompt_id, prompt, direction, rationale, rationale_tokens, truncated, rewards, reward, advantage`
+    (plus `gold_rank` with the `dcg` term).
+
+    Args:
+        path (`str` or `Path`):
+            The JSONL file (its directory is created).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -29,6 +37,7 @@ class RationaleLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, records: Iterable[dict[str, Any]]) -> int:
+        """Append one JSON line per record; returns the number of lines written."""
         lines = [json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records]
         if not lines:
             return 0
@@ -39,32 +48,11 @@ class RationaleLog:
         return len(lines)
 
 
-def read_rationales(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield records; a torn (unparsable) last line is skipped with a warning, a torn middle line is an error."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / LOG_NAME
-    lines = path.read_text(encoding="utf-8").split("\n")
-    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError as err:
-            if i == last:
-                logger.warning(
-                    "%s: skipping a torn last line (%d bytes; the run may still be writing).", path, len(line)
-                )
-                return
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON ({err.msg}).") from err
-
-
 class MetricsLogCallback(TrainerCallback):
-    """Appends every trainer log (loss, reward, ``grace/<term>`` metrics, ...) with its step to ``metrics.jsonl``."""
+    """Appends every trainer log (loss, reward, `grace/<term>` metrics, ...) with its step to `metrics.jsonl`."""
 
     def __init__(self, output_dir: str | Path) -> None:
-        self.log = RationaleLog(Path(output_dir) / METRICS_NAME)
+        self.log = RationaleLog(Path(output_dir) / METRICS_LOG)
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102 - TrainerCallback hook
         if state.is_world_process_zero and logs:

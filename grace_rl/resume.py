@@ -24,23 +24,25 @@ import logging
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from grace_rl.rationale_log import LOG_NAME, METRICS_NAME
+from grace_rl.run_files import (
+    CHECKPOINT_MARKER,
+    CORPUS_INDEX_DIR,
+    METRICS_LOG,
+    RATIONALE_LOG,
+    RUN_FILE,
+    RUN_FILES,
+    atomic_write,
+)
 
 logger = logging.getLogger(__name__)
 
-RUN_FILE = "grace_run.json"
-CHECKPOINT_MARKER = "grace_checkpoint.json"
-TRAINER_STATE = "trainer_state.json"
-INDEX_DIR = "corpus_index"
-SUMMARY_NAME = "grace_summary.json"
-RUN_FILES = (RUN_FILE, LOG_NAME, METRICS_NAME, SUMMARY_NAME)  # files a run writes (plus checkpoint-*, corpus_index/)
+TRAINER_STATE = "trainer_state.json"  # HF Trainer's, inside checkpoint-N
 FORMAT_VERSION = 1
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _TRUE = ("true", "last", "latest", "yes", "1")
@@ -124,7 +126,7 @@ def _describe(diff: dict[str, tuple[Any, Any]]) -> str:
 
 def run_contents(output_dir: Path) -> list[str]:
     """Names of the run artifacts (logs, fingerprint, checkpoints, corpus index) present in ``output_dir``."""
-    names = [n for n in (*RUN_FILES, INDEX_DIR) if (output_dir / n).exists()]
+    names = [n for n in (*RUN_FILES, CORPUS_INDEX_DIR) if (output_dir / n).exists()]
     return names + sorted(p.name for p in output_dir.glob("checkpoint-*") if p.is_dir())
 
 
@@ -165,18 +167,6 @@ def check_output_dir(
     )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def start_run(output_dir: str | Path, fingerprint: dict[str, Any], overwrite: bool, is_main: bool) -> None:
     """After the preflight passed: delete an overwritten run's artifacts and record this run's fingerprint."""
     out = Path(output_dir).expanduser()
@@ -189,9 +179,7 @@ def start_run(output_dir: str | Path, fingerprint: dict[str, Any], overwrite: bo
             shutil.rmtree(target) if target.is_dir() else target.unlink()
     out.mkdir(parents=True, exist_ok=True)
     if read_run_file(out) is None:
-        _atomic_write_text(
-            out / RUN_FILE, json.dumps({"format": FORMAT_VERSION, "fingerprint": fingerprint}, indent=2)
-        )
+        atomic_write(out / RUN_FILE, json.dumps({"format": FORMAT_VERSION, "fingerprint": fingerprint}, indent=2))
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------------------
@@ -248,11 +236,11 @@ def save_checkpoint_extras(trainer: Any, folder: Path) -> None:
     """After HF's files: the corpus index, then the commit marker with the log sizes at this step."""
     index = getattr(trainer, "corpus_index", None)
     if index is not None and index.is_built:
-        index.save(folder / INDEX_DIR)
+        index.save(folder / CORPUS_INDEX_DIR)
     out = Path(trainer.args.output_dir)
-    logs = {name: (out / name).stat().st_size for name in (LOG_NAME, METRICS_NAME) if (out / name).is_file()}
+    logs = {name: (out / name).stat().st_size for name in (RATIONALE_LOG, METRICS_LOG) if (out / name).is_file()}
     marker = {"format": FORMAT_VERSION, "global_step": trainer.state.global_step, "log_bytes": logs}
-    _atomic_write_text(folder / CHECKPOINT_MARKER, json.dumps(marker, indent=2))
+    atomic_write(folder / CHECKPOINT_MARKER, json.dumps(marker, indent=2))
 
 
 @contextmanager
@@ -312,7 +300,7 @@ def restore_corpus_index(trainer: Any, checkpoint: Path) -> bool:
     index = getattr(trainer, "corpus_index", None)
     if index is None:
         return False
-    directory = checkpoint / INDEX_DIR
+    directory = checkpoint / CORPUS_INDEX_DIR
     try:
         loaded = CorpusIndex.load(directory, use_gpu=index.settings.use_gpu)
         if loaded.corpus.doc_ids != index.corpus.doc_ids or loaded.corpus.texts != index.corpus.texts:

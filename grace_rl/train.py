@@ -15,11 +15,12 @@ from trl import ModelConfig, TrlParser, get_peft_config
 from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import build_dataset, load_supervised, load_unsupervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
-from grace_rl.evaluation import evaluate_sts
+from grace_rl.eval.sts import evaluate_sts
 from grace_rl.models import load_model, load_tokenizer
 from grace_rl.preflight import preflight
 from grace_rl.prompts import RationaleTemplate
 from grace_rl.resume import start_run
+from grace_rl.run_files import RATIONALE_LOG, SUMMARY_FILE, atomic_write
 from grace_rl.trainer import GraceTrainer, build_reward
 
 logger = logging.getLogger("grace_rl")
@@ -99,8 +100,8 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
         train_seconds=round(train_seconds, 1),
         seconds_per_step=round(train_seconds / steps, 1),
         output_dir=str(Path(training_args.output_dir).resolve()),
-        rationale_log=str(Path(training_args.output_dir, "rationales.jsonl").resolve()),
+        rationale_log=str(Path(training_args.output_dir, RATIONALE_LOG).resolve()),
     )
     if trainer.accelerator.is_main_process:
-        Path(training_args.output_dir, "grace_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write(Path(training_args.output_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
     return summary

@@ -13,8 +13,9 @@ from trl import GRPOTrainer
 from grace_rl.config import GraceConfig
 from grace_rl.corpus_setup import setup_corpus_index
 from grace_rl.prompts import RationaleTemplate
-from grace_rl.rationale_log import LOG_NAME, MetricsLogCallback, RationaleLog
+from grace_rl.rationale_log import MetricsLogCallback, RationaleLog
 from grace_rl.resume import checkpoint_guard, prepare_resume, resolve_checkpoint, save_checkpoint_extras
+from grace_rl.run_files import RATIONALE_LOG
 from reward.grace_reward import GraceReward
 from rollout.actor import ModelSpec
 from rollout.capture import HiddenStateCapture, pool_captured
@@ -65,7 +66,7 @@ class GraceTrainer(GRPOTrainer):
         self.embedding_pool = self._build_pool(args, processing_class)
         grace_reward.attach(self.embedding_pool)
         self.corpus_index = setup_corpus_index(self)  # None without corpus_path; else refreshed by a callback
-        self.rationale_log = RationaleLog(Path(args.output_dir) / LOG_NAME) if args.rationale_log else None
+        self.rationale_log = RationaleLog(Path(args.output_dir) / RATIONALE_LOG) if args.rationale_log else None
         self.add_callback(MetricsLogCallback(args.output_dir))
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):

@@ -1,6 +1,7 @@
 """Pure ranking math for the DCG reward (Search-R3 style): nDCG@k of a gold document set in a ranked id list.
 
-Binary relevance; the document at rank ``r`` (1-based) gains ``1 / log2(r + 1)`` if it is gold. The ideal DCG puts
+Binary relevance (graded judgements are accepted too, for retrieval evaluation); the document at rank ``r``
+(1-based) gains ``1 / log2(r + 1)`` if it is gold. The ideal DCG puts
 ``min(|gold|, k)`` gold documents at ranks ``1..min(|gold|, k)``, so nDCG@k is in ``[0, 1]`` and is 1 exactly when
 the top ``min(|gold|, k)`` results are all gold.
 """
@@ -8,7 +9,7 @@ the top ``min(|gold|, k)`` results are all gold.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import torch
 
@@ -25,26 +26,45 @@ def ideal_dcg(num_gold: int, k: int) -> float:
     return sum(rank_gain(r) for r in range(1, min(num_gold, k) + 1))
 
 
-def ndcg_at_k(ranked: Sequence[str], gold: Collection[str], k: int) -> float:
-    """nDCG@k of ``gold`` in ``ranked`` (best first). A gold id counts once, at its first occurrence.
+def ndcg_at_k(ranked: Sequence[str], gold: Collection[str] | Mapping[str, float], k: int) -> float:
+    """nDCG@k of `gold` in `ranked` (best first): the one nDCG of the toolkit, used by the `dcg` reward and by
+    `grace-rl eval retrieval` (where it matches trec_eval's `ndcg_cut`).
+
+    Args:
+        ranked (`Sequence[str]`):
+            Document ids, best first. A document counts once, at its first occurrence.
+        gold (`Collection[str]` or `Mapping[str, float]`):
+            The relevant ids (gain 1 each), or graded judgements `{id: relevance}` (linear gain; relevance <= 0 counts
+            as not relevant).
+        k (`int`):
+            Cutoff (>= 1).
+
+    Returns:
+        `float`: DCG of the top `k` over the DCG of the ideal top `k`, in [0, 1].
 
     Example:
         >>> ndcg_at_k(["a", "b", "c"], {"c"}, k=3)  # gold at rank 3: 1/log2(4) / 1
         0.5
         >>> ndcg_at_k(["x", "y"], {"c"}, k=2)
         0.0
+        >>> round(ndcg_at_k(["a", "b", "c"], {"b": 1, "z": 0}, k=10), 4)  # 1/log2(3)
+        0.6309
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}.")
-    if not gold:
-        raise ValueError("nDCG needs at least one gold document id; got an empty gold set.")
+    gains = dict(gold) if isinstance(gold, Mapping) else dict.fromkeys(gold, 1.0)
+    ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
+    if not ideal:
+        raise ValueError(
+            f"nDCG needs at least one relevant document id (relevance > 0); got an empty gold set {gold!r}."
+        )
     seen: set[str] = set()
     dcg = 0.0
     for rank, doc in enumerate(ranked[:k], start=1):
-        if doc in gold and doc not in seen:
+        if doc in gains and doc not in seen:
             seen.add(doc)
-            dcg += rank_gain(rank)
-    return dcg / ideal_dcg(len(set(gold)), k)
+            dcg += max(gains[doc], 0.0) * rank_gain(rank)
+    return dcg / sum(g * rank_gain(r) for r, g in enumerate(ideal, start=1))
 
 
 def first_gold_rank(ranked: Sequence[str], gold: Collection[str]) -> int | None:

@@ -1,17 +1,25 @@
-"""Corpus files for the FAISS index: ``{id, text}`` documents from JSONL, TSV or a saved HF dataset."""
+"""The one corpus reader: `{id, text}` documents from JSONL, TSV or a saved HF dataset, for the FAISS index of the
+`dcg` term and for `grace-rl eval retrieval` alike.
+
+BEIR's layout is accepted too: the id may be `_id`, and a non-empty `title` is prepended to the text (as mteb does).
+"""
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grace_rl.run_files import JsonlError, iter_jsonl
+
 logger = logging.getLogger(__name__)
 
 MAX_DOC_CHARS = 20_000
+ID_FIELDS = ("id", "_id")  # BEIR corpora and queries use `_id`
+JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+TSV_SUFFIXES = (".tsv", ".tab", ".txt")
 
 
 class CorpusError(ValueError):
@@ -63,41 +71,55 @@ class Corpus:
 def _check_doc(raw: Any, where: str) -> tuple[str, str]:
     if not isinstance(raw, dict):
         raise CorpusError(f"{where}: expected an object {{id, text}}, got {type(raw).__name__}.")
-    missing = [k for k in ("id", "text") if raw.get(k) is None]
+    id_field = next((k for k in ID_FIELDS if raw.get(k) is not None), None)
+    missing = ([] if id_field else ["id"]) + ([] if raw.get("text") is not None else ["text"])
     if missing:
-        raise CorpusError(f"{where}: missing field(s) {missing}; every document needs 'id' and 'text'.")
-    doc_id, text = str(raw["id"]), raw["text"]
+        raise CorpusError(
+            f"{where}: missing field(s) {missing}; every document needs 'id' (or BEIR's '_id') and 'text'."
+        )
+    doc_id, text, title = str(raw[id_field]), raw["text"], raw.get("title")
     if not isinstance(text, str) or not text.strip():
         raise CorpusError(f"{where}: field 'text' must be a non-empty string, got {text!r}.")
+    if isinstance(title, str) and title.strip():
+        text = f"{title.strip()} {text}"
     if len(text) > MAX_DOC_CHARS:
         raise CorpusError(f"{where}: 'text' has {len(text)} characters (max {MAX_DOC_CHARS}); split or shorten it.")
     if not doc_id.strip():
-        raise CorpusError(f"{where}: field 'id' is empty; give every document a unique id.")
+        raise CorpusError(f"{where}: field '{id_field}' is empty; give every document a unique id.")
     return doc_id, text
 
 
 def _read_jsonl(path: Path) -> list[tuple[str, str]]:
-    docs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CorpusError(f"{path}: line {n} is not valid JSON ({err.msg}).") from err
-        docs.append(_check_doc(raw, f"{path}: line {n}"))
-    return docs
+    try:
+        return [_check_doc(raw, f"{path}: line {n}") for n, raw in iter_jsonl(path)]
+    except JsonlError as err:
+        raise CorpusError(str(err)) from err
+
+
+def _is_header(cells: list[str]) -> bool:
+    return "text" in cells and any(k in cells for k in ID_FIELDS)
 
 
 def _read_tsv(path: Path) -> list[tuple[str, str]]:
-    docs = []
+    """`id<TAB>text` lines, or any columns under a header row naming `id` (or `_id`), `text` and optionally `title`."""
+    docs, header = [], None
     with path.open(encoding="utf-8", newline="") as f:
         for n, cells in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
             if not cells or not any(c.strip() for c in cells):
                 continue
-            if len(cells) != 2:
-                raise CorpusError(f"{path}: line {n} has {len(cells)} tab-separated fields; expected id<TAB>text.")
-            docs.append(_check_doc({"id": cells[0], "text": cells[1]}, f"{path}: line {n}"))
+            if header is None and not docs and _is_header(cells):
+                header = cells
+                continue
+            if header is not None:
+                raw = dict(zip(header, cells, strict=False))
+            elif len(cells) == 2:
+                raw = {"id": cells[0], "text": cells[1]}
+            else:
+                raise CorpusError(
+                    f"{path}: line {n} has {len(cells)} tab-separated fields; use id<TAB>text lines or add a header "
+                    "row naming the id, text (and title) columns."
+                )
+            docs.append(_check_doc(raw, f"{path}: line {n}"))
     return docs
 
 
@@ -114,8 +136,17 @@ def _read_saved_dataset(path: Path) -> list[tuple[str, str]]:
 
 
 def load_corpus(path: str | Path) -> Corpus:
-    """Load ``{id, text}`` documents from a ``.jsonl`` file, a ``.tsv`` file (``id<TAB>text``, no header) or a
-    directory saved with ``datasets.save_to_disk`` (columns ``id``, ``text``)."""
+    """Load `{id, text}` documents (the id may be `_id`; a `title` is prepended to the text).
+
+    Args:
+        path (`str` or `Path`):
+            A JSONL file (`.jsonl`, `.json`, `.ndjson`: one object per line), a TSV file (`.tsv`, `.tab`, `.txt`:
+            `id<TAB>text` lines, or a header row naming the columns), or a directory saved with
+            `datasets.save_to_disk` (columns `id` or `_id`, `text`, optional `title`).
+
+    Returns:
+        `Corpus`: the documents in file order; a bad row raises :class:`CorpusError` naming the file and row.
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(
@@ -123,12 +154,15 @@ def load_corpus(path: str | Path) -> Corpus:
         )
     if path.is_dir():
         docs = _read_saved_dataset(path)
-    elif path.suffix.lower() == ".jsonl":
+    elif path.suffix.lower() in JSONL_SUFFIXES:
         docs = _read_jsonl(path)
-    elif path.suffix.lower() == ".tsv":
+    elif path.suffix.lower() in TSV_SUFFIXES:
         docs = _read_tsv(path)
     else:
-        raise CorpusError(f"{path}: unsupported corpus format {path.suffix!r}; use .jsonl, .tsv or a saved dataset.")
+        raise CorpusError(
+            f"{path}: unsupported corpus format {path.suffix!r}; use one of {JSONL_SUFFIXES + TSV_SUFFIXES} or a "
+            "saved dataset directory."
+        )
     corpus = Corpus(tuple(d for d, _ in docs), tuple(t for _, t in docs), source=str(path))
     logger.info("Loaded a corpus of %d documents from %s", len(corpus), path)
     return corpus

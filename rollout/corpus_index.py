@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 import uuid
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from grace_rl.run_files import atomic_write
 from rollout.corpus import Corpus
 from rollout.embedder import EmbedRequest
 from rollout.pool import EmbeddingPool
@@ -121,19 +121,6 @@ def staleness(versions: np.ndarray, step: int) -> dict[str, float]:
     """Age in optimizer steps of the rows' embeddings at ``step``: mean and max."""
     ages = step - versions  # (N,)
     return {"staleness_mean": float(ages.mean()), "staleness_max": float(ages.max())}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file next to ``path``, fsync it, then ``os.replace`` it onto ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _as_matrix(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -405,9 +392,9 @@ class CorpusIndex:
                 "doc_ids": list(self.corpus.doc_ids),
                 "texts": list(self.corpus.texts),
             }
-        _atomic_write(directory / meta["index_file"], blob)
+        atomic_write(directory / meta["index_file"], blob)
         sidecar = directory / SIDECAR_NAME
-        _atomic_write(sidecar, json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+        atomic_write(sidecar, json.dumps(meta, ensure_ascii=False).encode("utf-8"))
         for old in directory.glob("index-*.faiss"):
             if old.name != meta["index_file"]:
                 old.unlink()

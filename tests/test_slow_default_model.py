@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from grace_rl.rationale_log import read_rationales
+from grace_rl.inspection.log import read_rationales
 from grace_rl.train import main, parse_args
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from grace_rl.evaluation import STS_FORMATS, evaluate_sts
+from grace_rl.eval.retrieval import evaluate_retrieval
+from grace_rl.eval.scaling import parse_budgets, scaling_curve, write_scaling
+from grace_rl.eval.sts import STS_FORMATS, evaluate_sts
 from grace_rl.models import DEFAULT_MODEL_ID
-from grace_rl.retrieval_eval import evaluate_retrieval
-from grace_rl.scaling import parse_budgets, scaling_curve, write_scaling
 
 
 def _encoder(args: argparse.Namespace):

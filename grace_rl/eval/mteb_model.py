@@ -2,7 +2,7 @@
 
 Example:
     >>> import mteb  # doctest: +SKIP
-    >>> from grace_rl.mteb_model import GraceMtebModel, local_sts_task
+    >>> from grace_rl.eval.mteb_model import GraceMtebModel, local_sts_task
     >>> model = GraceMtebModel("runs/grace_smollm2_cpu", max_rationale_tokens=32)  # doctest: +SKIP
     >>> task = local_sts_task("data/stsb_dev_sample.tsv", fmt="stsb", limit=50)  # doctest: +SKIP
     >>> mteb.evaluate(model, [task], cache=None)  # doctest: +SKIP
@@ -25,9 +25,9 @@ from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta
 
-from grace_rl.evaluation import read_sts
+from grace_rl.eval.retrieval import read_qrels, read_texts
+from grace_rl.eval.sts import read_sts
 from grace_rl.models import DEFAULT_MODEL_ID
-from grace_rl.retrieval_eval import read_qrels, read_texts
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _metadata(name: str, task_type: str, main_score: str, description: str) -> T
 
 
 class LocalSTSTask(AbsTaskSTS):
-    """An mteb STS task over a local file (formats of :func:`grace_rl.evaluation.read_sts`); split ``test``.
+    """An mteb STS task over a local file (formats of :func:`grace_rl.eval.sts.read_sts`); split ``test``.
 
     Build one with :func:`local_sts_task` (mteb reads ``metadata`` from the class, so each task is its own subclass).
     """
@@ -160,7 +160,7 @@ class LocalSTSTask(AbsTaskSTS):
 
 
 class LocalRetrievalTask(AbsTaskRetrieval):
-    """An mteb retrieval task over local corpus / queries / qrels files (formats of :mod:`grace_rl.retrieval_eval`);
+    """An mteb retrieval task over local corpus / queries / qrels files (formats of :mod:`grace_rl.eval.retrieval`);
     split ``test``, main score ``ndcg_at_10``. Build one with :func:`local_retrieval_task`."""
 
     metadata: TaskMetadata

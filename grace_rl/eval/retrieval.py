@@ -6,48 +6,28 @@ lists and a qrels mapping only, so it can be checked by hand and against ``pytre
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from grace_rl.run_files import iter_jsonl
+from reward.dcg import ndcg_at_k
+from rollout.corpus import load_corpus
 
 logger = logging.getLogger(__name__)
 
 Qrels = dict[str, dict[str, int]]
 SEARCH_DEPTH = 100  # documents retrieved per query (recall@100 needs 100)
 
-_ID_KEYS = ("_id", "id", "doc_id", "docid", "query_id", "qid", "corpus-id", "query-id")
 _QREL_QUERY_KEYS = ("query-id", "query_id", "qid")
 _QREL_DOC_KEYS = ("corpus-id", "corpus_id", "doc_id", "docid", "pid")
 _QREL_SCORE_KEYS = ("score", "relevance", "rel", "label")
 
 
 # --------------------------------------------------------------------------------------------------- metric math
-
-
-def dcg(gains: Sequence[float]) -> float:
-    """Discounted cumulative gain ``sum_i g_i / log2(i + 2)`` (rank ``i`` from 0; linear gain, as trec_eval)."""
-    return sum(g / math.log2(i + 2) for i, g in enumerate(gains))
-
-
-def ndcg_at_k(ranked: Sequence[str], rels: Mapping[str, int], k: int = 10) -> float:
-    """nDCG@k of one ranking: DCG of the top ``k`` judged gains over the DCG of the ideal top ``k``.
-
-    Gains are the qrels relevance (``<= 0`` counts as 0). A query with no relevant document scores 0.
-
-    Example:
-        >>> round(ndcg_at_k(["a", "b", "c"], {"b": 1}, k=10), 4)  # 1/log2(3)
-        0.6309
-    """
-    ideal = dcg(sorted((r for r in rels.values() if r > 0), reverse=True)[:k])
-    if ideal == 0:
-        return 0.0
-    return dcg([max(rels.get(d, 0), 0) for d in ranked[:k]]) / ideal
 
 
 def reciprocal_rank_at_k(ranked: Sequence[str], rels: Mapping[str, int], k: int = 10) -> float:
@@ -118,47 +98,32 @@ def _first(row: Mapping[str, Any], keys: Sequence[str], path: Path, n: int, what
 
 
 def read_texts(path: str | Path) -> dict[str, str]:
-    """Corpus or queries: id -> text.
-
-    JSONL rows ``{"_id" | "id": ..., "text": ..., "title"?: ...}`` (BEIR layout; a title is prepended to the text as
-    mteb does), or TSV ``id<TAB>text`` lines, optionally under a header row naming ``id``/``_id``, ``text`` and
-    ``title`` columns.
-    """
-    path = Path(path)
-    out: dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
-        if _is_jsonl(path):
-            rows = (json.loads(line) for line in f if line.strip())
-        else:
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-            rows = _tsv_text_rows(reader, path)
-        for n, row in enumerate(rows, start=1):
-            key = str(_first(row, _ID_KEYS, path, n, "id"))
-            text = str(_first(row, ("text", "query", "contents"), path, n, "text"))
-            title = row.get("title") or ""
-            out[key] = f"{title} {text}".strip() if title else text
-    if not out:
-        raise ValueError(f"{path} holds no rows.")
-    return out
+    """Corpus or queries as `{id: text}`, read by the training corpus reader (:func:`rollout.corpus.load_corpus`):
+    BEIR JSONL rows `{"_id" | "id", "text", "title"?}` (a title is prepended to the text, as mteb does), TSV
+    `id<TAB>text` lines optionally under a header row naming the `id`/`_id`, `text` and `title` columns, or a saved
+    HF dataset."""
+    corpus = load_corpus(path)
+    return dict(zip(corpus.doc_ids, corpus.texts, strict=True))
 
 
-def _tsv_text_rows(reader, path: Path):
-    header: list[str] | None = None
-    for n, fields in enumerate(reader, start=1):
-        if not fields or not any(fields):
-            continue
-        if n == 1 and "text" in fields and any(k in fields for k in _ID_KEYS):
-            header = fields
-            continue
-        if header is not None:
-            yield dict(zip(header, fields, strict=False))
-        elif len(fields) == 2:
-            yield {"id": fields[0], "text": fields[1]}
-        else:
+def _qrel_lines(path: Path) -> Iterator[tuple[int, str, str, Any]]:
+    """`(line, query id, document id, relevance)` of every judgement line."""
+    if _is_jsonl(path):
+        for n, row in iter_jsonl(path):
+            q = _first(row, _QREL_QUERY_KEYS, path, n, "query id")
+            d = _first(row, _QREL_DOC_KEYS, path, n, "document id")
+            yield n, q, d, _first(row, _QREL_SCORE_KEYS, path, n, "relevance")
+        return
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        fields = line.split()
+        if not fields or (n == 1 and fields[0] in _QREL_QUERY_KEYS):
+            continue  # blank, or the header
+        if len(fields) not in (3, 4):
             raise ValueError(
-                f"{path}: line {n} has {len(fields)} tab-separated fields; use 'id<TAB>text' lines or add a header "
-                "row naming the id, text (and title) columns."
+                f"{path}: line {n} has {len(fields)} fields; qrels lines are 'query-id corpus-id score' (BEIR) or "
+                "'qid 0 docid relevance' (TREC)."
             )
+        yield n, fields[0], fields[-2], fields[-1]
 
 
 def read_qrels(path: str | Path) -> Qrels:
@@ -169,32 +134,11 @@ def read_qrels(path: str | Path) -> Qrels:
     """
     path = Path(path)
     qrels: Qrels = {}
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            if _is_jsonl(path):
-                row = json.loads(line)
-                q = _first(row, _QREL_QUERY_KEYS, path, n, "query id")
-                d = _first(row, _QREL_DOC_KEYS, path, n, "document id")
-                score = _first(row, _QREL_SCORE_KEYS, path, n, "relevance")
-            else:
-                fields = line.split()
-                if n == 1 and fields and fields[0] in _QREL_QUERY_KEYS:
-                    continue  # header
-                if len(fields) == 3:
-                    q, d, score = fields
-                elif len(fields) == 4:
-                    q, _, d, score = fields
-                else:
-                    raise ValueError(
-                        f"{path}: line {n} has {len(fields)} fields; qrels lines are 'query-id corpus-id score' "
-                        "(BEIR) or 'qid 0 docid relevance' (TREC)."
-                    )
-            try:
-                qrels.setdefault(str(q), {})[str(d)] = int(float(score))
-            except ValueError as err:
-                raise ValueError(f"{path}: line {n}: relevance {score!r} is not a number.") from err
+    for n, q, d, score in _qrel_lines(path):
+        try:
+            qrels.setdefault(str(q), {})[str(d)] = int(float(score))
+        except ValueError as err:
+            raise ValueError(f"{path}: line {n}: relevance {score!r} is not a number.") from err
     if not qrels:
         raise ValueError(f"{path} holds no judgements.")
     return qrels

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
+
+from grace_rl.run_files import iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +40,10 @@ def read_sts(
                 b.append(row["sentence_B"])
                 s.append(float(row["relatedness_score"]))
         else:
-            for line in f:
-                if line.strip():
-                    row = json.loads(line)
-                    a.append(row["sentence1"])
-                    b.append(row["sentence2"])
-                    s.append(float(row["score"]))
+            for _, row in iter_jsonl(path):
+                a.append(row["sentence1"])
+                b.append(row["sentence2"])
+                s.append(float(row["score"]))
     if limit is not None:
         a, b, s = a[:limit], b[:limit], s[:limit]
     if len(a) < 2:

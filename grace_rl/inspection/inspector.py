@@ -1,15 +1,17 @@
-"""``grace-rl inspect RUN_DIR`` (rich, in the terminal) and ``grace-rl report RUN_DIR -o report.html``."""
+"""The terminal inspector behind `grace-rl inspect RUN_DIR`: per-step means, best/worst rollouts, one input's
+rationales across steps (rich tables)."""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from grace_rl.inspect_log import (
+from grace_rl.inspection.log import (
     Run,
     filter_records,
     is_truncated,
@@ -113,7 +115,32 @@ def _history_table(run: Run, history: dict[int, list[dict[str, Any]]], columns: 
     return table
 
 
-def _check_selection(run: Run, args: argparse.Namespace) -> None:
+@dataclass
+class Selection:
+    """Which rollouts `inspect_run` shows (all `None`: the per-step summary).
+
+    Parameters:
+        step (`int` or `None`): only this step.
+        prompt_id (`str` or `None`): one input's rationales across steps, side by side.
+        grep (`str` or `None`): rationale or prompt contains this text (any case).
+        top (`int` or `None`): the K best rollouts by `by`.
+        bottom (`int` or `None`): the K worst rollouts by `by`.
+        by (`str`): `reward`, `advantage`, `length` or a reward term.
+        limit (`int`): most rollouts listed by `step` / `grep`.
+        columns (`int`): most steps side by side for `prompt_id`.
+    """
+
+    step: int | None = None
+    prompt_id: str | None = None
+    grep: str | None = None
+    top: int | None = None
+    bottom: int | None = None
+    by: str = "reward"
+    limit: int = 20
+    columns: int = 4
+
+
+def _check_selection(run: Run, args: Selection) -> None:
     if args.by != "reward" and args.top is None and args.bottom is None:
         raise ValueError(f"--by {args.by} needs --top K or --bottom K.")
     if args.step is not None and args.step not in run.steps:
@@ -126,15 +153,25 @@ def _check_selection(run: Run, args: argparse.Namespace) -> None:
         )
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
-    console = Console()
-    run = load_run(args.run_dir)
+def inspect_run(run_dir: str | Path, args: Selection, console: Console | None = None) -> None:
+    """Print the selected view of the run in `run_dir` to `console` (stdout by default).
+
+    Args:
+        run_dir (`str` or `Path`):
+            A training `output_dir` (holds `rationales.jsonl`).
+        args (`Selection`):
+            What to show.
+        console (`rich.console.Console`, *optional*):
+            Where to print.
+    """
+    console = console or Console()
+    run = load_run(run_dir)
     _check_selection(run, args)
     _header(console, run)
     selecting = any(v is not None for v in (args.step, args.prompt_id, args.grep, args.top, args.bottom))
     if not selecting:
         console.print(_summary_table(run))
-        return 0
+        return
     records = filter_records(run.records, step=args.step, prompt_id=args.prompt_id, grep=args.grep)
     where = ", ".join(
         f"{name} {value!r}"
@@ -145,7 +182,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         console.print(_summary_table(run, step=args.step))
     if not records:
         console.print(f"No rollouts match ({where}).")
-        return 0
+        return
     suffix = f" ({where})" if where else ""
     if args.top is not None or args.bottom is not None:
         for k, bottom in ((args.top, False), (args.bottom, True)):
@@ -153,56 +190,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 ranked = rank_records(records, args.by, k, bottom=bottom)
                 title = f"{'Bottom' if bottom else 'Top'} {len(ranked)} by {args.by}{suffix}"
                 console.print(_records_table(run, ranked, title, args.grep))
-        return 0
+        return
     if args.prompt_id is not None:
         history = prompt_history(records, args.prompt_id)
         console.print(Text(f"prompt {args.prompt_id}: ", style="bold") + Text(str(records[0].get("prompt") or "")))
         if len(history) > args.columns:
             console.print(f"{len(history)} steps; showing {args.columns} evenly spaced (use --columns or --step).")
         console.print(_history_table(run, history, args.columns, args.grep))
-        return 0
+        return
     shown = records[: args.limit]
     console.print(_records_table(run, shown, f"{len(records)} rollouts{suffix}", args.grep))
     if len(records) > len(shown):
         console.print(f"{len(records) - len(shown)} more not shown; raise --limit, or use --top/--bottom.")
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from grace_rl.report import write_report  # matplotlib only when a report is made
-
-    run = load_run(args.run_dir)
-    out, note = write_report(run, args.output, max_rows=args.max_rows, page_size=args.page_size, seed=args.seed)
-    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB); the table holds {note}")
-    return 0
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return number
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    ins = sub.add_parser("inspect", help="Browse a run's rationale log in the terminal.")
-    ins.add_argument("run_dir", help="Training output_dir (holds rationales.jsonl).")
-    ins.add_argument("--step", type=int, default=None, help="Only this step.")
-    ins.add_argument("--prompt-id", default=None, help="One input's rationales across steps, side by side.")
-    ins.add_argument("--top", type=_positive_int, default=None, metavar="K", help="K best rollouts by --by.")
-    ins.add_argument("--bottom", type=_positive_int, default=None, metavar="K", help="K worst rollouts by --by.")
-    ins.add_argument(
-        "--by", default="reward", metavar="TERM", help="reward (default), advantage, length or a reward term."
-    )
-    ins.add_argument("--grep", default=None, metavar="TEXT", help="Rationale or prompt contains TEXT (any case).")
-    ins.add_argument("--limit", type=_positive_int, default=20, help="Most rollouts listed by --step/--grep.")
-    ins.add_argument("--columns", type=_positive_int, default=4, help="Most steps side by side for --prompt-id.")
-    ins.set_defaults(func=cmd_inspect)
-
-    rep = sub.add_parser("report", help="Write a self-contained HTML report of a run.")
-    rep.add_argument("run_dir", help="Training output_dir (holds rationales.jsonl).")
-    rep.add_argument("-o", "--output", default="report.html", help="Output HTML file.")
-    rep.add_argument("--max-rows", type=_positive_int, default=5000, help="Rollouts in the table; more are sampled.")
-    rep.add_argument("--page-size", type=_positive_int, default=50, help="Table rows per page.")
-    rep.add_argument("--seed", type=int, default=0, help="Sampling seed for large logs.")
-    rep.set_defaults(func=cmd_report)

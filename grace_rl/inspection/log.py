@@ -1,5 +1,5 @@
-"""Pure data behind ``grace-rl inspect`` and ``grace-rl report``: load a run directory, summarise it per step, filter
-and rank its rollouts. No printing, no plotting.
+"""Pure data behind ``grace-rl inspect`` and ``grace-rl report``: read a run directory's logs, summarise them per step,
+filter and rank rollouts. No printing, no plotting, and no torch/transformers import (reading a log stays fast).
 
 A run directory holds ``rationales.jsonl`` (one record per rollout per step: ``step, prompt_id, prompt, rationale,
 rewards{term: value}, reward, advantage``), optionally ``metrics.jsonl`` (one trainer log per line) and
@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grace_rl.rationale_log import LOG_NAME, METRICS_NAME, read_rationales
+from grace_rl.run_files import METRICS_LOG, RATIONALE_LOG, SUMMARY_FILE, read_jsonl
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_NAME = "grace_summary.json"
 REQUIRED_FIELDS = ("step", "prompt_id", "rationale", "rewards")
 # Sort keys that exist on every record besides the reward terms.
 BUILTIN_KEYS = ("reward", "advantage", "length")
@@ -62,12 +61,23 @@ class StepSummary:
     truncation_rate: float | None
 
 
+def read_rationales(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a rationale log (``path`` or ``path/rationales.jsonl``); a torn last line is skipped with a warning
+    (the run may still be writing), a torn middle line raises naming the file and line."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RATIONALE_LOG
+    return read_jsonl(path, skip_torn_tail=True)
+
+
 def load_run(run_dir: str | Path) -> Run:
     """Read ``rationales.jsonl`` (required), ``metrics.jsonl`` and ``grace_summary.json`` (both optional)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir} is not a directory; pass a training output_dir (it holds {LOG_NAME}).")
-    log = run_dir / LOG_NAME
+        raise FileNotFoundError(
+            f"{run_dir} is not a directory; pass a training output_dir (it holds {RATIONALE_LOG})."
+        )
+    log = run_dir / RATIONALE_LOG
     if not log.is_file():
         raise FileNotFoundError(f"{log} does not exist; train with `rationale_log: true` to write it.")
     records = list(read_rationales(log))
@@ -75,14 +85,14 @@ def load_run(run_dir: str | Path) -> Run:
         missing = [k for k in REQUIRED_FIELDS if k not in rec]
         if missing:
             raise ValueError(f"{log}: record {i + 1} lacks {missing}; is this a GRACE rationale log?")
-    summary_path = run_dir / SUMMARY_NAME
+    summary_path = run_dir / SUMMARY_FILE
     summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
     return Run(path=run_dir, records=records, metrics=load_metrics(run_dir), summary=summary)
 
 
 def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """Trainer logs from ``metrics.jsonl``; an empty list (logged at INFO) when the run predates that file."""
-    path = Path(run_dir) / METRICS_NAME
+    path = Path(run_dir) / METRICS_LOG
     if not path.is_file():
         logger.info("%s does not exist (older run?); no training metrics to show.", path)
         return []
@@ -252,7 +262,7 @@ def sample_records(records: list[dict[str, Any]], max_rows: int, seed: int = 0) 
     chosen |= set(random.Random(seed).sample(rest, max_rows - len(chosen)))
     note = (
         f"a sample of {max_rows} of {n} rollouts: the {k} highest and {k} lowest by reward plus a uniform random "
-        f"sample of the rest (seed {seed}); the full log is {LOG_NAME}"
+        f"sample of the rest (seed {seed}); the full log is {RATIONALE_LOG}"
     )
     return [records[i] for i in sorted(chosen)], note
 

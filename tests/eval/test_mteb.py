@@ -12,9 +12,9 @@ import pytest
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta
 
-from grace_rl.evaluation import evaluate_sts
-from grace_rl.mteb_model import GraceMtebModel, local_retrieval_task, local_sts_task
-from grace_rl.retrieval_eval import evaluate_retrieval
+from grace_rl.eval.mteb_model import GraceMtebModel, local_retrieval_task, local_sts_task
+from grace_rl.eval.retrieval import evaluate_retrieval
+from grace_rl.eval.sts import evaluate_sts
 
 STS_ROWS = [
     (0.0, "A skier is jumping in the air over a snowfield.", "A woman is sitting near a flower bed."),

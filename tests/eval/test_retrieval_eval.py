@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from grace_rl.cli import main as cli_main
-from grace_rl.retrieval_eval import (
+from grace_rl.eval.retrieval import (
     evaluate_retrieval,
-    ndcg_at_k,
     read_qrels,
     read_texts,
     recall_at_k,
@@ -17,6 +16,7 @@ from grace_rl.retrieval_eval import (
     retrieval_metrics,
     search_inner_product,
 )
+from reward.dcg import ndcg_at_k  # the one nDCG (reward and evaluation)
 
 
 def test_metrics_by_hand():

@@ -8,7 +8,7 @@ import torch
 
 from grace_rl.cli import main as cli_main
 from grace_rl.encoder import GraceEncoder
-from grace_rl.scaling import PrefixRationaleEncoder, parse_budgets, scaling_curve, write_scaling
+from grace_rl.eval.scaling import PrefixRationaleEncoder, parse_budgets, scaling_curve, write_scaling
 
 TEXTS = ["A dog runs in the park.", "The market fell sharply today.", "A dog runs in the park.", "Hi."]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from grace_rl.rationale_log import read_rationales
+from grace_rl.inspection.log import read_rationales
 from grace_rl.train import main, parse_args
 from rollout.ray_pool import RayEmbeddingPool
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from grace_rl.rationale_log import read_rationales
+from grace_rl.inspection.log import read_rationales
 from grace_rl.resume import CHECKPOINT_MARKER, CheckpointSaveError, CorpusIndexResumeError, latest_checkpoint
 from grace_rl.train import main, parse_args
 from grace_rl.trainer import GraceTrainer

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from grace_rl.rationale_log import read_rationales
+from grace_rl.inspection.log import read_rationales
 from grace_rl.train import main, parse_args
 from reward import GraceReward
 from reward.degenerate import degenerate_rollouts

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from grace_rl.rationale_log import RationaleLog, read_rationales
+from grace_rl.inspection.log import read_rationales
+from grace_rl.rationale_log import RationaleLog
 from grace_rl.resume import (
     CHECKPOINT_MARKER,
     RunMismatchError,

@@ -14,7 +14,7 @@ import torch
 from grace_rl.config import GraceConfig
 from grace_rl.corpus_setup import CorpusRefreshCallback, check_gold_documents
 from grace_rl.data import DataValidationError, validate_supervised
-from grace_rl.rationale_log import read_rationales
+from grace_rl.inspection.log import read_rationales
 from grace_rl.train import main, parse_args
 from rollout.corpus import Corpus
 from rollout.corpus_index import CorpusIndex, IndexSettings

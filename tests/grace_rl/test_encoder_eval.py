@@ -7,7 +7,7 @@ import pytest
 
 from grace_rl.cli import main as cli_main
 from grace_rl.encoder import GraceEncoder
-from grace_rl.evaluation import read_sts, sts_spearman
+from grace_rl.eval.sts import read_sts, sts_spearman
 
 
 @pytest.fixture()

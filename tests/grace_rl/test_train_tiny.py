@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from grace_rl.encoder import GraceEncoder
-from grace_rl.rationale_log import read_rationales
+from grace_rl.inspection.log import read_rationales
 from grace_rl.train import main, parse_args
 
 from ..recipes import write_recipe

@@ -1,4 +1,4 @@
-"""The run inspector (grace_rl.inspect_log) and ``grace-rl inspect`` on a synthetic run directory with known values."""
+"""The run inspector (grace_rl.inspection.log) and `grace-rl inspect` on a synthetic run with known values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from grace_rl.cli import main as cli_main
-from grace_rl.inspect_log import (
+from grace_rl.inspection.log import (
     filter_records,
     is_truncated,
     load_run,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from grace_rl.cli import main as cli_main
-from grace_rl.inspect_log import load_run
-from grace_rl.report import build_report, split_metrics
+from grace_rl.inspection.log import load_run
+from grace_rl.inspection.report import build_report, split_metrics
 
 METRICS = [
     {"step": 1, "loss": 0.5, "reward": 0.1, "grace/contrastive": -1.0, "epoch": 0.5},

@@ -122,3 +122,11 @@ def test_dcg_without_index_fails_and_pickle_drops_the_index():
     assert len(clone(**batch())) == 6
     with pytest.raises(ValueError, match="dcg_k <= search_depth"):
         GraceReward(["dcg"], [1.0], dcg_k=10, search_depth=5)
+
+
+def test_graded_ndcg_is_the_binary_one_for_unit_gains():
+    ranked = ["x", "a", "y", "b"]
+    assert ndcg_at_k(ranked, {"a": 1, "b": 1}, 4) == pytest.approx(ndcg_at_k(ranked, {"a", "b"}, 4))
+    assert ndcg_at_k(ranked, {"a": 2, "b": 1, "z": 0}, 4) == pytest.approx(
+        (2 / math.log2(3) + 1 / math.log2(5)) / (2 + 1 / math.log2(3))
+    )

@@ -283,3 +283,13 @@ def test_errors_name_the_fix():
         index.refresh(VersionedPool(), 1, 1.5)
     with pytest.raises(ValueError, match="refresh_policy"):
         IndexSettings(refresh_policy="newest")
+
+
+def test_corpus_reader_accepts_beir_id_and_title(tmp_path):
+    (tmp_path / "beir.jsonl").write_text(
+        '{"_id": "d1", "title": "Cats", "text": "A cat sleeps."}\n{"_id": "d2", "title": "", "text": "Stocks."}\n'
+    )
+    corpus = load_corpus(tmp_path / "beir.jsonl")
+    assert corpus.doc_ids == ("d1", "d2") and corpus.texts == ("Cats A cat sleeps.", "Stocks.")
+    (tmp_path / "h.tsv").write_text("_id\ttitle\ttext\nd1\tCats\tA cat sleeps.\nd2\t\tStocks.\n")
+    assert load_corpus(tmp_path / "h.tsv").texts == corpus.texts

@@ -247,7 +247,7 @@ def tiny_training_args(tmp_path, model_dir, rows) -> tuple[GraceConfig, LoraConf
 @pytest.mark.ray
 def test_training_step_completes_after_an_actor_is_killed(ray_cluster, tmp_path, tiny_model_dir, tokenizer, demo_rows):
     from grace_rl.data import build_dataset, load_supervised
-    from grace_rl.rationale_log import read_rationales
+    from grace_rl.inspection.log import read_rationales
     from grace_rl.trainer import GraceTrainer, build_reward
 
     args, peft_config = tiny_training_args(tmp_path, tiny_model_dir, demo_rows)

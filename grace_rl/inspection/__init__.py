@@ -1,0 +1,6 @@
+"""Inspecting a run's logs: the reader (`log`: no torch or transformers import), the terminal inspector
+(`inspector`, behind `grace-rl inspect`) and the self-contained HTML report (`report`, behind `grace-rl report`;
+its CSS and JavaScript are package data in `assets/`).
+
+Kept import-light: `import grace_rl.inspection` loads nothing else.
+"""
