@@ -1,18 +1,21 @@
 """Configuration: GRACE's own knobs on top of TRL's ``GRPOConfig``, plus script arguments.
 
-Parsed by ``trl.TrlParser`` from a YAML recipe (``--config configs/...yaml``) with command-line overrides.
+Parsed by `trl.TrlParser` from a YAML recipe (`grace-rl train --config configs/...yaml`) with command-line overrides.
+A leaf module: it imports only constants of `reward` and `rollout` (no trainer, callback, faiss or Ray), and every
+invariant is checked in `__post_init__`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from trl import GRPOConfig
 
-from grace_rl.corpus_setup import check_corpus_settings
 from grace_rl.prompts import DEFAULT_INSTRUCTION
-from reward.grace_reward import ANCHOR_MODES
+from reward.context import ANCHOR_MODES
 from reward.registry import available_terms
+from rollout.index_settings import CORPUS_EMBED_MODES, INDEX_TYPES, REFRESH_POLICIES
 from rollout.pooling import POOLING_MODES
 
 EMBEDDING_BACKENDS = ("local", "ray")
@@ -187,12 +190,26 @@ class GraceConfig(GRPOConfig):
     )
 
     def __post_init__(self) -> None:
+        """Every GRACE invariant, checked once, here; a bad value fails with the field, the value and the fix."""
         if isinstance(self.num_generations, int) and self.num_generations < 2:  # before TRL divides by it
             raise ValueError(
                 f"num_generations must be >= 2 (GRPO needs at least 2 generations per prompt to compare them), got "
                 f"{self.num_generations}; set num_generations: 2 or more."
             )
+        if self.reward_weights is not None:
+            raise ValueError(
+                f"reward_weights={self.reward_weights} is TRL's weight per reward function, but GRACE has one reward "
+                "function whose terms are weighted by term_weights: set term_weights (one weight per reward_terms "
+                "entry) and drop reward_weights."
+            )
         super().__post_init__()
+        self._check_reward()
+        self._check_embedding()
+        self._check_corpus()
+        # GRACE needs the dataset's columns (query, positive, negatives) in the reward call.
+        self.remove_unused_columns = False
+
+    def _check_reward(self) -> None:
         known = available_terms()
         unknown = [t for t in self.reward_terms if t not in known]
         if unknown:
@@ -212,10 +229,6 @@ class GraceConfig(GRPOConfig):
             raise ValueError(f"anchor_temperature must be >= 0 (0 = greedy), got {self.anchor_temperature}.")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0 for GRPO sampling, got {self.temperature}.")
-        if self.pooling not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
-        if self.embedding_backend not in EMBEDDING_BACKENDS:
-            raise ValueError(f"embedding_backend must be one of {EMBEDDING_BACKENDS}, got {self.embedding_backend!r}.")
         bad = [d for d in self.directions if d not in DIRECTIONS]
         if not self.directions or bad or len(set(self.directions)) != len(self.directions):
             raise ValueError(
@@ -225,6 +238,16 @@ class GraceConfig(GRPOConfig):
             raise ValueError(
                 f"direction_schedule must be one of {DIRECTION_SCHEDULES}, got {self.direction_schedule!r}."
             )
+        if self.anchor_rationale_tokens is None:
+            self.anchor_rationale_tokens = self.max_completion_length
+        if self.anchor_rationale_tokens < 0:
+            raise ValueError(f"anchor_rationale_tokens must be >= 0, got {self.anchor_rationale_tokens}.")
+
+    def _check_embedding(self) -> None:
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
+        if self.embedding_backend not in EMBEDDING_BACKENDS:
+            raise ValueError(f"embedding_backend must be one of {EMBEDDING_BACKENDS}, got {self.embedding_backend!r}.")
         if self.embedding_batch_size < 1:
             raise ValueError(f"embedding_batch_size must be >= 1, got {self.embedding_batch_size}.")
         if self.ray_num_actors < 1 or self.ray_actor_num_cpus <= 0 or self.ray_actor_num_gpus < 0:
@@ -238,10 +261,50 @@ class GraceConfig(GRPOConfig):
                 f"{self.weight_sync_every - 1} steps old, but max_weight_staleness={self.max_weight_staleness}: "
                 "raise max_weight_staleness to at least weight_sync_every - 1."
             )
-        if self.anchor_rationale_tokens is None:
-            self.anchor_rationale_tokens = self.max_completion_length
-        if self.anchor_rationale_tokens < 0:
-            raise ValueError(f"anchor_rationale_tokens must be >= 0, got {self.anchor_rationale_tokens}.")
-        check_corpus_settings(self)  # corpus_path / dcg_k / refresh invariants (grace_rl/corpus_setup.py)
-        # GRACE needs the dataset's columns (query, positive, negatives) in the reward call.
-        self.remove_unused_columns = False
+
+    def _check_corpus(self) -> None:
+        """The corpus index and the `dcg` term."""
+        if isinstance(self.corpus_path, str) and self.corpus_path.strip().lower() in ("", "none", "null"):
+            self.corpus_path = None
+        uses_dcg = "dcg" in self.reward_terms
+        if uses_dcg and not self.corpus_path:
+            raise ValueError(
+                "The 'dcg' term searches a corpus index: set corpus_path to a JSONL/TSV/saved dataset of {id, text} "
+                "documents (e.g. data/demo_corpus.jsonl), or drop 'dcg' from reward_terms."
+            )
+        if self.corpus_path and not uses_dcg:
+            raise ValueError(
+                f"corpus_path={self.corpus_path!r} is set but 'dcg' is not in reward_terms {self.reward_terms}: add "
+                "the term (and its weight) or unset corpus_path (--corpus_path null)."
+            )
+        if self.corpus_path and not Path(self.corpus_path).expanduser().exists():
+            raise ValueError(
+                f"corpus_path {self.corpus_path!r} does not exist; point it at a corpus file or directory."
+            )
+        if uses_dcg and list(self.directions) != ["q2d"]:
+            raise ValueError(
+                f"The 'dcg' term searches with query-side rollouts only: use directions [q2d], got {self.directions}."
+            )
+        if not 0 < self.refresh_fraction <= 1:
+            raise ValueError(f"refresh_fraction must be in (0, 1], got {self.refresh_fraction}.")
+        if self.refresh_every_steps < 0:
+            raise ValueError(f"refresh_every_steps must be >= 0 (0 = never refresh), got {self.refresh_every_steps}.")
+        if not 1 <= self.dcg_k <= self.search_depth:
+            raise ValueError(
+                f"Need 1 <= dcg_k <= search_depth, got dcg_k={self.dcg_k}, search_depth={self.search_depth}: "
+                "raise search_depth or lower dcg_k."
+            )
+        choices = {
+            "refresh_policy": REFRESH_POLICIES,
+            "index_type": INDEX_TYPES,
+            "corpus_anchor_mode": CORPUS_EMBED_MODES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
+        if self.ivf_nprobe < 1 or (self.ivf_nlist is not None and self.ivf_nlist < 1):
+            raise ValueError(f"ivf_nprobe and ivf_nlist must be >= 1, got {self.ivf_nprobe}, {self.ivf_nlist}.")
+        if self.corpus_rationale_tokens is None:
+            self.corpus_rationale_tokens = self.anchor_rationale_tokens
+        if self.corpus_rationale_tokens < 0:
+            raise ValueError(f"corpus_rationale_tokens must be >= 0, got {self.corpus_rationale_tokens}.")

@@ -17,12 +17,18 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grace_rl import DEFAULT_MODEL_ID
+from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import DataValidationError
 from grace_rl.models import check_model_dir, resolve_model_path
 from grace_rl.resume import check_output_dir, resolve_checkpoint, run_fingerprint
+
+if TYPE_CHECKING:
+    from trl import ModelConfig
+
+    from rollout.corpus import Corpus
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +37,24 @@ SHOW_ERRORS = 5  # bad rows listed in one error
 
 @dataclass
 class Preflight:
-    """What the checks resolved: the model directory, the checkpoint to resume from, the run fingerprint, and the run
-    artifacts already in ``output_dir`` (deleted when ``overwrite_output_dir``)."""
+    """What the checks resolved: the model directory, the checkpoint to resume from, the run fingerprint, the run
+    artifacts already in ``output_dir`` (deleted when ``overwrite_output_dir``), and the corpus (loaded once, for the
+    gold-document check and the trainer's index)."""
 
     model_path: Path
     checkpoint: Path | None
     fingerprint: dict[str, Any]
     existing: list[str] = field(default_factory=list)
+    corpus: Corpus | None = None
 
 
-def check_paths(script_args: Any, args: Any) -> None:
+def check_paths(script_args: GraceScriptArguments, args: GraceConfig) -> None:
     """Paths from the config: resolved, and of the right kind."""
     checks = [
         ("dataset_path", script_args.dataset_path, "exists"),
         ("eval_sts_path", script_args.eval_sts_path, "file"),
     ]
-    checks.append(("corpus_path", getattr(args, "corpus_path", None), "exists"))
+    checks.append(("corpus_path", args.corpus_path, "exists"))
     if isinstance(args.deepspeed, str):
         checks.append(("deepspeed", args.deepspeed, "file"))
     for name, value, kind in checks:
@@ -59,17 +67,17 @@ def check_paths(script_args: Any, args: Any) -> None:
             raise FileNotFoundError(f"{name} {path} is not a file; point {name} at a file.")
 
 
-def check_gold_ids(rows: list[dict[str, Any]], corpus_path: str, source: str) -> None:
-    """Every row's gold documents (``positive_ids``, else the positive's text) must be in the corpus."""
+def check_gold_ids(rows: list[dict[str, Any]], corpus: Corpus, source: str) -> None:
+    """Every row's gold documents (``positive_ids``, else the positive's text) must be in the corpus (the one check
+    per run: the trainer's index is built over this same corpus)."""
     from reward.retrieval import resolve_gold
-    from rollout.corpus import load_corpus
 
-    corpus = SimpleNamespace(corpus=load_corpus(corpus_path))  # resolve_gold reads only `.corpus`
+    searcher = SimpleNamespace(corpus=corpus)  # resolve_gold reads only `.corpus`
     errors = []
     for n, row in enumerate(rows, start=1):
         try:
             resolve_gold(
-                corpus, row.get("positive_ids"), row["positive"], where=f"{source}: row {n} ({row['prompt_id']})"
+                searcher, row.get("positive_ids"), row["positive"], where=f"{source}: row {n} ({row['prompt_id']})"
             )
         except ValueError as err:
             errors.append(str(err))
@@ -80,18 +88,23 @@ def check_gold_ids(rows: list[dict[str, Any]], corpus_path: str, source: str) ->
         )
 
 
-def check_rows_against_config(rows: list[dict[str, Any]], args: Any, source: str) -> None:
-    """Row checks that depend on the config."""
+def check_rows_against_config(rows: list[dict[str, Any]], args: GraceConfig, source: str) -> Corpus | None:
+    """Row checks that depend on the config; returns the corpus it loaded for them (`None` without `dcg`)."""
     if "hard_negative" in args.reward_terms and not any(row.get("negatives") for row in rows):
         raise DataValidationError(
             f"{source}: reward term 'hard_negative' scores a row's own hard negatives, but no row has a non-empty "
             "'negatives' list (the term would be 0 everywhere); add negatives or drop the term and its weight."
         )
-    if getattr(args, "corpus_path", None) and "dcg" in args.reward_terms:
-        check_gold_ids(rows, args.corpus_path, source)
+    if not (args.corpus_path and "dcg" in args.reward_terms):
+        return None
+    from rollout.corpus import load_corpus
+
+    corpus = load_corpus(args.corpus_path)
+    check_gold_ids(rows, corpus, source)
+    return corpus
 
 
-def warn_inexact_resume(args: Any) -> None:
+def warn_inexact_resume(args: GraceConfig) -> None:
     """Checkpoints inside a generation window resume with a fresh generation (TRL does not save its buffer)."""
     window = max(1, args.steps_per_generation * args.num_iterations // max(args.gradient_accumulation_steps, 1))
     if window > 1 and str(args.save_strategy).endswith("steps") and args.save_steps % window:
@@ -101,20 +114,22 @@ def warn_inexact_resume(args: Any) -> None:
             window,
             args.save_steps,
         )
-    if getattr(args, "save_only_model", False):
+    if args.save_only_model:
         logger.warning("save_only_model=true: checkpoints hold no optimizer/scheduler/RNG state; resume is not exact.")
 
 
-def preflight(script_args: Any, args: Any, model_args: Any, rows: list[dict[str, Any]]) -> Preflight:
+def preflight(
+    script_args: GraceScriptArguments, args: GraceConfig, model_args: ModelConfig, rows: list[dict[str, Any]]
+) -> Preflight:
     """Run every check (read-only) and return what they resolved; raises on the first bad input."""
     check_paths(script_args, args)
-    check_rows_against_config(rows, args, source=str(script_args.dataset_path))
+    corpus = check_rows_against_config(rows, args, source=str(script_args.dataset_path))
     model_path = resolve_model_path(model_args.model_name_or_path or DEFAULT_MODEL_ID)
     check_model_dir(model_path, args.trust_remote_code)
     if args.trust_remote_code:
         logger.warning("trust_remote_code=true: %s may run its own Python code when loaded.", model_path)
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    overwrite = bool(getattr(args, "overwrite_output_dir", False))
+    overwrite = bool(args.overwrite_output_dir)
     if checkpoint is not None and overwrite:
         raise ValueError(
             "resume_from_checkpoint and overwrite_output_dir contradict each other: resuming continues the run in "
@@ -124,4 +139,4 @@ def preflight(script_args: Any, args: Any, model_args: Any, rows: list[dict[str,
     existing = check_output_dir(args.output_dir, fingerprint, checkpoint is not None, overwrite)
     if checkpoint is not None:
         warn_inexact_resume(args)
-    return Preflight(model_path, checkpoint, fingerprint, existing)
+    return Preflight(model_path, checkpoint, fingerprint, existing, corpus)

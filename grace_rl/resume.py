@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grace_rl.run_files import (
     CHECKPOINT_MARKER,
@@ -39,6 +39,9 @@ from grace_rl.run_files import (
     RUN_FILES,
     atomic_write,
 )
+
+if TYPE_CHECKING:
+    from rollout.corpus_index import CorpusIndex
 
 logger = logging.getLogger(__name__)
 
@@ -232,14 +235,13 @@ def resolve_checkpoint(value: str | bool | Path | None, output_dir: str | Path) 
     return path
 
 
-def save_checkpoint_extras(trainer: Any, folder: Path) -> None:
+def save_checkpoint_extras(folder: Path, output_dir: str | Path, global_step: int, index: CorpusIndex | None) -> None:
     """After HF's files: the corpus index, then the commit marker with the log sizes at this step."""
-    index = getattr(trainer, "corpus_index", None)
     if index is not None and index.is_built:
         index.save(folder / CORPUS_INDEX_DIR)
-    out = Path(trainer.args.output_dir)
+    out = Path(output_dir)
     logs = {name: (out / name).stat().st_size for name in (RATIONALE_LOG, METRICS_LOG) if (out / name).is_file()}
-    marker = {"format": FORMAT_VERSION, "global_step": trainer.state.global_step, "log_bytes": logs}
+    marker = {"format": FORMAT_VERSION, "global_step": global_step, "log_bytes": logs}
     atomic_write(folder / CHECKPOINT_MARKER, json.dumps(marker, indent=2))
 
 
@@ -293,13 +295,14 @@ def read_marker(checkpoint: Path) -> dict[str, Any]:
     return json.loads((checkpoint / CHECKPOINT_MARKER).read_text(encoding="utf-8"))
 
 
-def restore_corpus_index(trainer: Any, checkpoint: Path) -> bool:
-    """Replace the trainer's (unbuilt) corpus index with the checkpoint's; ``False`` when rebuilding instead."""
+def load_checkpoint_index(index: CorpusIndex, checkpoint: Path, rebuild: bool) -> CorpusIndex | None:
+    """The checkpoint's corpus index, checked against the run's (unbuilt) `index`: same corpus, same settings.
+
+    Returns `None` when it is unusable and `rebuild` (the caller re-embeds the corpus); raises
+    :class:`CorpusIndexResumeError` when it is unusable otherwise.
+    """
     from rollout.corpus_index import CorpusIndex
 
-    index = getattr(trainer, "corpus_index", None)
-    if index is None:
-        return False
     directory = checkpoint / CORPUS_INDEX_DIR
     try:
         loaded = CorpusIndex.load(directory, use_gpu=index.settings.use_gpu)
@@ -310,31 +313,22 @@ def restore_corpus_index(trainer: Any, checkpoint: Path) -> bool:
                 f"its settings {asdict(loaded.settings)} differ from the config's {asdict(index.settings)}"
             )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
-        if not getattr(trainer.args, "rebuild_index_on_resume", False):
+        if not rebuild:
             raise CorpusIndexResumeError(
                 f"Cannot restore the corpus index of {checkpoint} from {directory}: {err}. Resume from another "
                 "checkpoint, or set rebuild_index_on_resume: true to re-embed the corpus with the checkpoint's "
                 "weights (its staleness history restarts)."
             ) from err
         logger.warning("Corpus index of %s unusable (%s); re-embedding it with its weights.", checkpoint, err)
-        return False
-    trainer.corpus_index = loaded
-    trainer.grace_reward.attach(trainer.embedding_pool, corpus_index=loaded)
-    for callback in trainer.callback_handler.callbacks:  # the refresh callback holds the index it refreshes
-        if getattr(callback, "index", None) is index:
-            callback.index = loaded
+        return None
     logger.info("Resume: corpus index restored from %s (cursor %d)", directory, loaded.cursor)
-    return True
+    return loaded
 
 
-def prepare_resume(trainer: Any, checkpoint: Path) -> dict[str, int]:
-    """Before HF restores weights, optimizer, scheduler, RNG and data position: cut the logs back to the checkpoint
-    and restore the corpus index. Returns the lines dropped per log."""
+def truncate_logs(output_dir: str | Path, checkpoint: Path) -> dict[str, int]:
+    """Cut the run's logs back to their size when `checkpoint` was saved; returns the lines dropped per log."""
     marker = read_marker(checkpoint)
-    restore_corpus_index(trainer, checkpoint)  # first: it may refuse, and then the logs stay as they are
-    dropped = {}
-    if trainer.args.should_save:
-        out = Path(trainer.args.output_dir)
-        dropped = {name: truncate_log(out / name, size) for name, size in marker.get("log_bytes", {}).items()}
+    out = Path(output_dir)
+    dropped = {name: truncate_log(out / name, size) for name, size in marker.get("log_bytes", {}).items()}
     logger.info("Resuming from %s (step %d)", checkpoint, marker["global_step"])
     return dropped

@@ -80,6 +80,7 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
         grace_reward=build_reward(training_args, tokenizer),
         train_dataset=dataset,
         peft_config=get_peft_config(model_args),
+        corpus=checked.corpus,
     )
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checked.checkpoint) if checked.checkpoint else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,25 @@ from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from grace_rl.config import GraceConfig
-from grace_rl.corpus_setup import setup_corpus_index
+from grace_rl.corpus_setup import CorpusRefreshCallback, build_corpus_index
 from grace_rl.prompts import RationaleTemplate
 from grace_rl.rationale_log import MetricsLogCallback, RationaleLog
-from grace_rl.resume import checkpoint_guard, prepare_resume, resolve_checkpoint, save_checkpoint_extras
-from grace_rl.run_files import RATIONALE_LOG
+from grace_rl.resume import (
+    checkpoint_guard,
+    load_checkpoint_index,
+    resolve_checkpoint,
+    save_checkpoint_extras,
+    truncate_logs,
+)
+from grace_rl.run_files import CORPUS_INDEX_DIR, RATIONALE_LOG
 from reward.grace_reward import GraceReward
 from rollout.actor import ModelSpec
 from rollout.capture import HiddenStateCapture, pool_captured
+from rollout.captured_pool import CapturingPool
+from rollout.corpus import Corpus
+from rollout.corpus_index import CorpusIndex
 from rollout.distributed import MainProcessPool, ShardedPool
-from rollout.embedder import Embedder, backbone_of
+from rollout.embedder import Embedder, EmbedRequest, backbone_of
 from rollout.pool import EmbeddingPool, LocalEmbeddingPool
 from rollout.ray_pool import RayEmbeddingPool, RayPoolOptions
 from rollout.weight_sync import WeightSyncCallback
@@ -48,33 +58,97 @@ def build_reward(args: GraceConfig, tokenizer) -> GraceReward:
 
 class GraceTrainer(GRPOTrainer):
     """GRPOTrainer + GRACE: attaches an embedding pool over the live policy to the reward, and after scoring each
-    generation batch appends one record per rollout (with its GRPO advantage) to ``rationales.jsonl``.
+    generation batch appends one record per rollout (with its GRPO advantage) to `rationales.jsonl`.
 
-    TRL has no hook that sees both the reward terms and the advantages, so ``_generate_and_score_completions`` is
+    TRL has no hook that sees both the reward terms and the advantages, so `_generate_and_score_completions` is
     wrapped (it calls TRL's own implementation unchanged).
+
+    Args:
+        args (`GraceConfig`):
+            The training config.
+        processing_class (`PreTrainedTokenizerBase`):
+            The policy's tokenizer.
+        grace_reward (`GraceReward`):
+            The reward callable (see `build_reward`); the trainer attaches its embedding pool and corpus index.
+        corpus (`Corpus`, *optional*):
+            The corpus of `args.corpus_path` when already loaded (by the preflight); loaded here otherwise.
+        **kwargs:
+            Passed to `trl.GRPOTrainer` (`model`, `train_dataset`, `peft_config`, ...).
     """
 
     weight_sync: WeightSyncCallback | None = None  # ray backend: pushes policy weights to the actors
     ray_pool: RayEmbeddingPool | None = None  # ray backend, on rank 0
 
-    def __init__(self, *, args: GraceConfig, processing_class, grace_reward: GraceReward, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        args: GraceConfig,
+        processing_class,
+        grace_reward: GraceReward,
+        corpus: Corpus | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._grace_metrics: dict[str, list[float]] = defaultdict(list)  # averaged into the next training log
         super().__init__(args=args, processing_class=processing_class, reward_funcs=[grace_reward], **kwargs)
         self.grace_reward = grace_reward
         self.template = RationaleTemplate(args.instruction)
         self._batch_queries: list[str] | None = None
         self._span_embedder = Embedder(self.model, processing_class, self.template)  # prompt/text spans for capture
-        self.embedding_pool = self._build_pool(args, processing_class)
+        # The reward only calls pool.embed*; rollouts captured during generation are offered to this wrapper.
+        self.embedding_pool = CapturingPool(self._build_pool(args, processing_class))
         grace_reward.attach(self.embedding_pool)
-        self.corpus_index = setup_corpus_index(self)  # None without corpus_path; else refreshed by a callback
+        self.corpus_index: CorpusIndex | None = None
+        self.corpus_refresh: CorpusRefreshCallback | None = None
+        self._setup_corpus_index(args, corpus)
         self.rationale_log = RationaleLog(Path(args.output_dir) / RATIONALE_LOG) if args.rationale_log else None
         self.add_callback(MetricsLogCallback(args.output_dir))
 
+    def _setup_corpus_index(self, args: GraceConfig, corpus: Corpus | None) -> None:
+        """Build the corpus index (none without `corpus_path`), attach it to the reward, and register its refresh."""
+        index = build_corpus_index(args, corpus)
+        if index is None:
+            return
+        self.corpus_refresh = CorpusRefreshCallback(
+            index,
+            self.embedding_pool,
+            args.refresh_every_steps,
+            args.refresh_fraction,
+            log_metric=self.log_metric,
+            save_dir=Path(args.output_dir) / CORPUS_INDEX_DIR if args.save_corpus_index else None,
+        )
+        self.add_callback(self.corpus_refresh)
+        self.use_corpus_index(index)
+
+    def use_corpus_index(self, index: CorpusIndex) -> None:
+        """Make `index` the one the reward searches and the refresh callback refreshes (e.g. a checkpoint's)."""
+        self.corpus_index = index
+        self.grace_reward.attach(self.embedding_pool, corpus_index=index)
+        if self.corpus_refresh is not None:
+            self.corpus_refresh.index = index
+
+    def log_metric(self, name: str, value: float) -> None:
+        """Record a scalar for the next training log (values since the last log are averaged), like the
+        `log_metric` TRL hands to reward functions; written out by `log`, HF's public logging method."""
+        self._grace_metrics[name].append(float(value))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's log, plus the averages of the metrics recorded with `log_metric` since the last training log."""
+        if self.model.training and self._grace_metrics:
+            logs = {**logs, **{k: sum(v) / len(v) for k, v in self._grace_metrics.items() if v}}
+            self._grace_metrics.clear()
+        super().log(logs, start_time)
+
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
-        """HF/TRL training; on resume (``true`` = the latest complete checkpoint) the logs are first cut back to the
-        checkpoint and its corpus index restored (``grace_rl.resume``); HF restores the rest."""
+        """HF/TRL training; on resume (`true` = the latest complete checkpoint) the checkpoint's corpus index is
+        restored and the logs are cut back to the checkpoint first (`grace_rl.resume`); HF restores the rest."""
         checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
         if checkpoint is not None:
-            prepare_resume(self, checkpoint)
+            if self.corpus_index is not None:  # first: it may refuse, and then the logs stay as they are
+                loaded = load_checkpoint_index(self.corpus_index, checkpoint, self.args.rebuild_index_on_resume)
+                if loaded is not None:
+                    self.use_corpus_index(loaded)
+            if self.args.should_save:
+                truncate_logs(self.args.output_dir, checkpoint)
         return super().train(resume_from_checkpoint=str(checkpoint) if checkpoint else None, **kwargs)
 
     def _save_checkpoint(self, model, trial) -> None:
@@ -84,7 +158,7 @@ class GraceTrainer(GRPOTrainer):
         with checkpoint_guard(folder, is_main=self.args.should_save):
             super()._save_checkpoint(model, trial)
             if self.args.should_save:
-                save_checkpoint_extras(self, folder)
+                save_checkpoint_extras(folder, self.args.output_dir, self.state.global_step, self.corpus_index)
 
     def _build_pool(self, args: GraceConfig, tokenizer) -> EmbeddingPool:
         """``local``: the live policy (with several processes each rank embeds a share); ``ray``: see below."""
@@ -177,7 +251,8 @@ class GraceTrainer(GRPOTrainer):
             rationale_lengths,
             mode=self.args.pooling,
         )
-        self.grace_reward.offer_captured(queries, completion_ids, embeddings)
+        requests = [EmbedRequest(q, tuple(int(t) for t in c)) for q, c in zip(queries, completion_ids, strict=True)]
+        self.embedding_pool.offer(requests, embeddings, pooling=self.args.pooling)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         if self.weight_sync is not None:
@@ -188,6 +263,9 @@ class GraceTrainer(GRPOTrainer):
             output = super()._generate_and_score_completions(inputs)
         finally:
             self._batch_queries = None
+        if self.model.training:
+            served = self.embedding_pool.last_served > 0
+            self.log_metric("grace/rollouts_from_generation", float(served))
         if self.rationale_log is not None and self.model.training:
             self._log_rationales(output["advantages"].tolist())
         return output

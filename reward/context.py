@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+ANCHOR_MODES = ("plain", "rationale")  # anchors embedded as text alone, or with their own rationale
+
 
 @dataclass
 class RewardContext:

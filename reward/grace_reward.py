@@ -11,17 +11,14 @@ from typing import Any
 import torch
 
 import reward.terms  # noqa: F401  (registers the built-in terms)
-from reward.context import RewardContext
+from reward.context import ANCHOR_MODES, RewardContext
 from reward.degenerate import degenerate_rollouts, score_without_degenerate
 from reward.registry import get_term
 from reward.retrieval import CorpusSearcher, resolve_gold, score_dcg
 from rollout.embedder import EmbedRequest
-from rollout.pool import EmbeddingPool, embed_versioned
+from rollout.pool import EmbeddingPool
 
 logger = logging.getLogger(__name__)
-
-ANCHOR_MODES = ("plain", "rationale")
-
 
 class StaleEmbeddingsError(RuntimeError):
     """Embeddings were computed with policy weights older than the reward allows."""
@@ -134,8 +131,6 @@ class GraceReward:
         self.pooling = pooling
         self.end_token_ids = {int(t) for t in end_token_ids}
         self.pool = pool
-        if not 1 <= dcg_k <= search_depth:
-            raise ValueError(f"Need 1 <= dcg_k <= search_depth, got dcg_k={dcg_k}, search_depth={search_depth}.")
         self.corpus_index = corpus_index
         self.dcg_k = dcg_k
         self.search_depth = search_depth
@@ -155,7 +150,6 @@ class GraceReward:
         state["pool"] = None  # models and actor handles do not travel with the reward
         state["corpus_index"] = None  # nor does the FAISS index
         state["last_records"] = []
-        state.pop("_captured", None)
         return state
 
     def _anchor_requests(self, texts: list[str]) -> list[EmbedRequest]:
@@ -193,11 +187,7 @@ class GraceReward:
         anchor_requests = self._anchor_requests(anchor_texts)
         t1 = time.perf_counter()
         rollout_requests = [EmbedRequest(q, tuple(ids)) for q, ids in zip(queries, completion_ids, strict=True)]
-        captured = self._take_captured(queries, completion_ids)
-        if captured is None:
-            embeddings = self._embed(rollout_requests + anchor_requests)  # (N + A, H)
-        else:  # rollouts already pooled from the generation pass (rollout.capture): embed the anchors only
-            embeddings = torch.cat([captured, self._embed(anchor_requests)]) if anchor_requests else captured
+        embeddings = self._embed(rollout_requests + anchor_requests)  # (N + A, H)
         t2 = time.perf_counter()
         n = len(rollout_requests)
         truncated = torch.tensor([len(ids) > 0 and int(ids[-1]) not in self.end_token_ids for ids in completion_ids])
@@ -211,24 +201,7 @@ class GraceReward:
             truncated=truncated,
             temperature=self.temperature,
         )
-        timing = {"anchor_rationale_seconds": t1 - t0, "embed_seconds": t2 - t1}
-        return ctx, {**timing, "rollouts_from_generation": float(captured is not None)}
-
-    def offer_captured(
-        self, queries: Sequence[str], completion_ids: Sequence[Sequence[int]], embeddings: torch.Tensor
-    ) -> None:
-        """Rollout embeddings ``(N, H)`` pooled during generation; the next call uses them if its batch matches."""
-        self._captured = (list(queries), [tuple(int(t) for t in c) for c in completion_ids], embeddings)
-
-    def _take_captured(self, queries: Sequence[str], completion_ids: Sequence[Sequence[int]]) -> torch.Tensor | None:
-        captured, self._captured = getattr(self, "_captured", None), None
-        if captured is None:
-            return None
-        texts, ids, embeddings = captured
-        if texts != list(queries) or ids != [tuple(int(t) for t in c) for c in completion_ids]:
-            logger.debug("Captured generation states do not match this reward batch; embedding the rollouts instead.")
-            return None
-        return embeddings
+        return ctx, {"anchor_rationale_seconds": t1 - t0, "embed_seconds": t2 - t1}
 
     def dcg(
         self,
@@ -247,7 +220,7 @@ class GraceReward:
 
     def _embed(self, requests: list[EmbedRequest]) -> torch.Tensor:
         """``(N, H)`` embeddings from the pool, refused when computed with weights older than allowed."""
-        result = embed_versioned(self.pool, requests, self.pooling)
+        result = self.pool.embed_with_version(requests, self.pooling)
         if self.max_weight_staleness is not None and self._policy_version is not None:
             stale = result.staleness(self._policy_version)
             if stale > self.max_weight_staleness:

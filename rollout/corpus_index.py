@@ -29,57 +29,13 @@ from tqdm.auto import tqdm
 from grace_rl.run_files import atomic_write
 from rollout.corpus import Corpus
 from rollout.embedder import EmbedRequest
+from rollout.index_settings import IndexSettings
 from rollout.pool import EmbeddingPool
 
 logger = logging.getLogger(__name__)
 
-INDEX_TYPES = ("flat", "ivf")
-REFRESH_POLICIES = ("oldest", "recent")
-CORPUS_EMBED_MODES = ("plain", "rationale")
 SIDECAR_NAME = "corpus_index.json"
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class IndexSettings:
-    """How the corpus is embedded, indexed and refreshed.
-
-    Attributes:
-        index_type: ``flat`` (exact inner product: ``IndexIDMap2`` over ``IndexFlatIP``) or ``ivf``
-            (``IndexIVFFlat``, approximate; keeps its own ids with a hashtable direct map, because ``IndexIDMap``'s
-            remove assumes a sub-index that renumbers, which IVF does not).
-        ivf_nlist: IVF cells; ``None`` = ``min(4 sqrt(N), N / 39)`` (at least 1).
-        ivf_nprobe: IVF cells visited per search.
-        embed_mode: ``plain`` (document text alone) or ``rationale`` (text + its own rationale, as at inference).
-        rationale_tokens: rationale budget in ``rationale`` mode.
-        rationale_temperature: rationale sampling temperature (0 = greedy).
-        pooling: pooling mode passed to the embedding pool.
-        refresh_policy: ``oldest`` (oldest weight version first, round robin) or ``recent`` (documents that were
-            gold or retrieved since they were last embedded first, then oldest).
-        use_gpu: search on a GPU copy when the installed faiss has GPUs.
-        chunk_size: documents per embedding-pool call (one progress-bar update).
-    """
-
-    index_type: str = "flat"
-    ivf_nlist: int | None = None
-    ivf_nprobe: int = 16
-    embed_mode: str = "plain"
-    rationale_tokens: int = 32
-    rationale_temperature: float = 0.0
-    pooling: str = "mean"
-    refresh_policy: str = "oldest"
-    use_gpu: bool = True
-    chunk_size: int = 64
-
-    def __post_init__(self) -> None:
-        choices = {"index_type": INDEX_TYPES, "embed_mode": CORPUS_EMBED_MODES, "refresh_policy": REFRESH_POLICIES}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
-        if self.ivf_nlist is not None and self.ivf_nlist < 1:
-            raise ValueError(f"ivf_nlist must be >= 1 (or None for automatic), got {self.ivf_nlist}.")
-        if self.ivf_nprobe < 1 or self.chunk_size < 1:
-            raise ValueError(f"ivf_nprobe and chunk_size must be >= 1, got {self.ivf_nprobe}, {self.chunk_size}.")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from rollout.embedder import EmbedRequest
-from rollout.pool import EmbeddingPool, VersionedEmbeddings, embed_versioned
+from rollout.pool import EmbeddingPool, VersionedEmbeddings
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -56,7 +56,7 @@ class ShardedPool:
         if not requests:
             return VersionedEmbeddings(torch.empty(0, 0))
         mine, real = self._share(requests)
-        out = embed_versioned(self.inner, mine, pooling)
+        out = self.inner.embed_with_version(mine, pooling)
         versions = None if out.versions is None else out.versions[:real]
         pieces = gather_object([(out.vectors[:real], versions)])  # one (vectors, versions) per rank, rank order
         vectors = torch.cat([v for v, _ in pieces])  # (N, H)
@@ -114,7 +114,7 @@ class MainProcessPool:
         return value
 
     def embed_with_version(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> VersionedEmbeddings:
-        return self._call(lambda pool: embed_versioned(pool, requests, pooling))
+        return self._call(lambda pool: pool.embed_with_version(requests, pooling))
 
     def embed(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> torch.Tensor:
         return self.embed_with_version(requests, pooling).vectors

@@ -39,6 +39,10 @@ class EmbeddingPool(Protocol):
         """``(N, H)`` L2-normalised embeddings of ``requests`` with the current policy weights, in input order."""
         ...
 
+    def embed_with_version(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> VersionedEmbeddings:
+        """Like `embed`, with the weight version each row was computed with (`versions=None`: the live policy)."""
+        ...
+
     def generate_rationales(
         self, texts: Sequence[str], max_new_tokens: int, temperature: float = 0.0
     ) -> list[tuple[int, ...]]:
@@ -48,16 +52,6 @@ class EmbeddingPool(Protocol):
     def decode(self, ids: Sequence[int]) -> str:
         """Token ids -> text."""
         ...
-
-
-def embed_versioned(
-    pool: EmbeddingPool, requests: Sequence[EmbedRequest], pooling: str = "mean"
-) -> VersionedEmbeddings:
-    """``pool.embed_with_version`` where the pool has it; a pool without versions is treated as the live policy."""
-    method = getattr(pool, "embed_with_version", None)
-    if method is not None:
-        return method(requests, pooling=pooling)
-    return VersionedEmbeddings(pool.embed(requests, pooling=pooling))
 
 
 class LocalEmbeddingPool:

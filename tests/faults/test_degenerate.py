@@ -12,6 +12,7 @@ from grace_rl.inspection.log import read_rationales
 from grace_rl.train import main, parse_args
 from reward import GraceReward
 from reward.degenerate import degenerate_rollouts
+from rollout.pool import VersionedEmbeddings
 
 pytestmark = pytest.mark.faults
 TERMS, WEIGHTS = ["contrastive", "consistency", "margin", "truncation"], [1.0, 0.5, 0.5, 0.1]
@@ -22,6 +23,9 @@ class FakePool:
 
     def __init__(self, poison: dict[tuple, float] | None = None) -> None:
         self.poison = poison or {}
+
+    def embed_with_version(self, requests, pooling="mean"):
+        return VersionedEmbeddings(self.embed(requests, pooling))  # a live policy: no versions
 
     def embed(self, requests, pooling="mean"):
         out = []

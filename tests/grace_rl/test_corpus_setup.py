@@ -7,14 +7,14 @@ from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
-import datasets
 import pytest
 import torch
 
 from grace_rl.config import GraceConfig
-from grace_rl.corpus_setup import CorpusRefreshCallback, check_gold_documents
+from grace_rl.corpus_setup import CorpusRefreshCallback
 from grace_rl.data import DataValidationError, validate_supervised
 from grace_rl.inspection.log import read_rationales
+from grace_rl.preflight import check_gold_ids
 from grace_rl.train import main, parse_args
 from rollout.corpus import Corpus
 from rollout.corpus_index import CorpusIndex, IndexSettings
@@ -86,17 +86,20 @@ def test_positive_ids_are_kept_as_strings_on_every_row():
 
 
 def test_gold_check_lists_rows_without_a_corpus_document():
-    index = CorpusIndex(Corpus(("d0", "d1"), ("alpha", "beta")), IndexSettings(use_gpu=False))
-    ok = datasets.Dataset.from_list(
-        [
-            {"prompt_id": "a", "positive": "whatever", "positive_ids": ["d1"]},
-            {"prompt_id": "b", "positive": "alpha", "positive_ids": []},
-        ]
-    )
-    check_gold_documents(index, ok)
-    bad = datasets.Dataset.from_list([{"prompt_id": "c", "positive": "gamma"}, {"prompt_id": "d", "positive": "beta"}])
-    with pytest.raises(ValueError, match=r"(?s)1 training row\(s\).*row 1 \(c\)"):
-        check_gold_documents(index, bad)
+    corpus = Corpus(("d0", "d1"), ("alpha", "beta"))
+    ok = [
+        {"prompt_id": "a", "positive": "whatever", "positive_ids": ["d1"]},
+        {"prompt_id": "b", "positive": "alpha", "positive_ids": []},
+    ]
+    check_gold_ids(ok, corpus, "rows.jsonl")
+    bad = [{"prompt_id": "c", "positive": "gamma"}, {"prompt_id": "d", "positive": "beta"}]
+    with pytest.raises(DataValidationError, match=r"(?s)1 row\(s\).*rows.jsonl: row 1 \(c\)"):
+        check_gold_ids(bad, corpus, "rows.jsonl")
+
+
+def test_reward_weights_are_refused_with_a_pointer_to_term_weights():
+    with pytest.raises(ValueError, match="set term_weights"):
+        make(reward_weights=[1.0])
 
 
 class TextPool:

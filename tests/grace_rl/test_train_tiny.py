@@ -81,17 +81,17 @@ def test_rollout_embeddings_come_from_the_generation_pass(tmp_path, tiny_model_d
 
     from grace_rl.models import load_model, load_tokenizer
     from grace_rl.prompts import RationaleTemplate
-    from reward.grace_reward import GraceReward
+    from rollout.captured_pool import CapturingPool
     from rollout.embedder import Embedder, EmbedRequest
 
     offered = []
-    original = GraceReward.offer_captured
+    original = CapturingPool.offer
 
-    def spy(self, queries, completion_ids, embeddings):
-        offered.append((list(queries), [list(c) for c in completion_ids], embeddings.clone()))
-        return original(self, queries, completion_ids, embeddings)
+    def spy(self, requests, embeddings, pooling="mean"):
+        offered.append(([r.text for r in requests], [list(r.rationale_ids) for r in requests], embeddings.clone()))
+        return original(self, requests, embeddings, pooling)
 
-    monkeypatch.setattr(GraceReward, "offer_captured", spy)
+    monkeypatch.setattr(CapturingPool, "offer", spy)
     argv = tiny_recipe(tmp_path, tiny_model_dir, demo_rows, learning_rate=0.0, max_steps=1)  # LoRA B = 0: base model
     main(*parse_args(argv))
     metrics = [m for m in read_rationales(tmp_path / "run" / "metrics.jsonl") if "loss" in m]

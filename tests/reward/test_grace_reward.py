@@ -8,6 +8,7 @@ import torch
 from reward import GraceReward
 from reward.grace_reward import row_groups
 from rollout.embedder import EmbedRequest
+from rollout.pool import VersionedEmbeddings
 
 
 class FakePool:
@@ -17,6 +18,9 @@ class FakePool:
         self.dim = dim
         self.embed_calls: list[list[EmbedRequest]] = []
         self.generated: list[str] = []
+
+    def embed_with_version(self, requests, pooling="mean"):
+        return VersionedEmbeddings(self.embed(requests, pooling))  # a live policy: no versions
 
     def embed(self, requests, pooling="mean"):
         self.embed_calls.append(list(requests))

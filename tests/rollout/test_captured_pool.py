@@ -1,0 +1,70 @@
+"""CapturingPool: offered rows are served, the rest is computed by the wrapped pool, an offer lives for one call."""
+
+from __future__ import annotations
+
+import torch
+
+from rollout.captured_pool import CapturingPool
+from rollout.embedder import EmbedRequest
+from rollout.pool import EmbeddingPool, VersionedEmbeddings
+
+
+class CountingPool:
+    """Embeds request k of a call as a one-hot of its text length; versions = 7 when `versioned`."""
+
+    def __init__(self, versioned: bool = False) -> None:
+        self.calls: list[list[EmbedRequest]] = []
+        self.versioned = versioned
+
+    def embed_with_version(self, requests, pooling="mean"):
+        self.calls.append(list(requests))
+        vectors = torch.nn.functional.one_hot(torch.tensor([len(r.text) for r in requests]), 8).float()  # (N, 8)
+        versions = torch.full((len(requests),), 7) if self.versioned else None
+        return VersionedEmbeddings(vectors, versions)
+
+    def embed(self, requests, pooling="mean"):
+        return self.embed_with_version(requests, pooling).vectors
+
+    def generate_rationales(self, texts, max_new_tokens, temperature=0.0):
+        return [(1,)] * len(texts)
+
+    def decode(self, ids):
+        return "x"
+
+
+ROLLOUTS = [EmbedRequest("q1", (3, 4)), EmbedRequest("q22", (5,))]
+ANCHORS = [EmbedRequest("p"), EmbedRequest("pp")]
+
+
+def test_offered_rollouts_are_served_and_only_anchors_computed():
+    inner = CountingPool(versioned=True)
+    pool = CapturingPool(inner)
+    assert isinstance(pool, EmbeddingPool)
+    captured = torch.full((2, 8), 0.5)
+    pool.offer(ROLLOUTS, captured)
+    out = pool.embed_with_version(ROLLOUTS + ANCHORS)
+    assert inner.calls == [ANCHORS] and pool.last_served == 2
+    assert torch.equal(out.vectors[:2], captured) and torch.equal(out.vectors[2:], inner.embed(ANCHORS))
+    assert out.versions.tolist() == [7, 7, 7, 7]  # captured rows never look staler than the computed ones
+    again = pool.embed_with_version(ROLLOUTS + ANCHORS)  # the offer lived for one call
+    assert pool.last_served == 0 and inner.calls[-1] == ROLLOUTS + ANCHORS
+    assert not torch.equal(again.vectors[:2], captured)
+
+
+def test_a_mismatched_offer_is_dropped_and_everything_computed():
+    for requests, pooling in (([EmbedRequest("q1", (3, 9)), ROLLOUTS[1]], "mean"), (ROLLOUTS, "last_token")):
+        inner = CountingPool()
+        pool = CapturingPool(inner)
+        pool.offer(ROLLOUTS, torch.zeros(2, 8))
+        out = pool.embed_with_version(requests + ANCHORS, pooling=pooling)
+        assert inner.calls == [requests + ANCHORS] and pool.last_served == 0 and out.versions is None
+        pool.embed(ANCHORS)
+        assert inner.calls[-1] == ANCHORS  # nothing left over from the dropped offer
+
+
+def test_only_offered_rows_needs_no_inner_call():
+    inner = CountingPool()
+    pool = CapturingPool(inner)
+    pool.offer(ROLLOUTS, torch.ones(2, 8))
+    assert torch.equal(pool.embed(ROLLOUTS), torch.ones(2, 8)) and inner.calls == []
+    assert pool.generate_rationales(["a"], 4) == [(1,)] and pool.decode([1]) == "x"
