@@ -1,4 +1,5 @@
-"""``grace-rl`` command line. Each subcommand lives in its own module exposing ``add_parser(subparsers)``."""
+"""`grace-rl` command line: `train`, `eval`, `encode`, `inspect`, `report`. Each subcommand lives in its own module
+exposing `add_parser(subparsers)`; heavy imports happen inside the command."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import logging
 import sys
 
 # Modules that contribute subcommands; each defines add_parser(subparsers) and sets a `func` default.
-COMMAND_MODULES = ["grace_rl.commands.encode_eval", "grace_rl.commands.inspect_report"]
+COMMAND_MODULES = [
+    "grace_rl.commands.train",
+    "grace_rl.commands.encode_eval",
+    "grace_rl.commands.inspect_report",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,10 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):  # `train`: everything after the verb goes to TrlParser
+        args.trl_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if not getattr(args, "passthrough", False):  # `train` configures logging itself (INFO), after its heavy imports
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        )
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError) as err:

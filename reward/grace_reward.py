@@ -20,6 +20,7 @@ from rollout.pool import EmbeddingPool
 
 logger = logging.getLogger(__name__)
 
+
 class StaleEmbeddingsError(RuntimeError):
     """Embeddings were computed with policy weights older than the reward allows."""
 

@@ -10,12 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from grace_rl import DEFAULT_MODEL_ID
 
-from grace_rl.eval.retrieval import evaluate_retrieval
-from grace_rl.eval.scaling import parse_budgets, scaling_curve, write_scaling
-from grace_rl.eval.sts import STS_FORMATS, evaluate_sts
-from grace_rl.models import DEFAULT_MODEL_ID
+STS_FORMATS = (
+    "stsb",
+    "sick",
+    "jsonl",
+)  # grace_rl.eval.sts.STS_FORMATS (checked there); not imported: --help stays fast
 
 
 def _encoder(args: argparse.Namespace):
@@ -36,6 +37,8 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
     texts = [line for line in Path(args.input).read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
         raise ValueError(f"{args.input} has no non-empty lines to encode.")
@@ -52,6 +55,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _budgets(spec: str) -> list[int]:
+    from grace_rl.eval.scaling import parse_budgets
+
     try:
         return parse_budgets(spec)
     except ValueError as err:
@@ -72,6 +77,8 @@ def _add_scaling_options(p: argparse.ArgumentParser, task: str) -> None:
 
 
 def _run_eval(args: argparse.Namespace, task: str, evaluate: Callable[..., dict[str, Any]]) -> int:
+    from grace_rl.eval.scaling import scaling_curve, write_scaling
+
     """One evaluation (one JSON line), or with ``--scaling`` the curve (one JSON line naming the written files)."""
     encoder = _encoder(args)
     kwargs = {"batch_size": args.batch_size, "num_rationales": args.num_rationales, "temperature": args.temperature}
@@ -94,10 +101,14 @@ def _run_eval(args: argparse.Namespace, task: str, evaluate: Callable[..., dict[
 
 
 def cmd_eval_sts(args: argparse.Namespace) -> int:
+    from grace_rl.eval.sts import evaluate_sts
+
     return _run_eval(args, "sts", functools.partial(evaluate_sts, path=args.data, fmt=args.format, limit=args.limit))
 
 
 def cmd_eval_retrieval(args: argparse.Namespace) -> int:
+    from grace_rl.eval.retrieval import evaluate_retrieval
+
     evaluate = functools.partial(
         evaluate_retrieval,
         corpus_path=args.corpus,
