@@ -3,20 +3,29 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/grace_smollm2_cpu.yaml
 
-.PHONY: setup demo test test-slow lint
+.PHONY: setup demo test test-slow test-ray test-faults lint format
 setup: $(VENV)/.grace-installed
 
 $(VENV)/.grace-installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
 
 demo: setup  ## STS before -> GRACE training on the embedded default model -> STS after (re-running starts over)
-	$(PY) scripts/train_grace.py --config $(CONFIG) --overwrite_output_dir true $(ARGS)
+	$(VENV)/bin/grace-rl train --config $(CONFIG) --overwrite_output_dir true $(ARGS)
 
 test: setup  ## fast suite (tiny models; no slow tests)
 	$(PY) -m pytest -q $(ARGS)
 
 test-slow: setup  ## the real default model (minutes)
-	$(PY) -m pytest -q -m slow $(ARGS)
+	$(PY) -m pytest -q -m 'slow and not faults' $(ARGS)
 
-lint: setup
+test-ray: setup  ## tests that start a local 2-CPU Ray cluster (about 2 min)
+	$(PY) -m pytest -q -m 'ray and not faults' $(ARGS)
+
+test-faults: setup  ## the fault-injection suite; prints the tally (about 3.5 min)
+	$(PY) -m pytest -q -m faults $(ARGS)
+
+lint: setup  ## ruff check + format check (what CI and pre-commit run)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: setup  ## ruff: fix what is fixable, then format
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
