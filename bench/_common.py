@@ -1,6 +1,6 @@
 """Shared helpers of the benchmark scripts: recipe loading, trainer construction, step and profiling timers, tables.
 
-The scripts are measurements, not tests: each prints a table and writes JSON under ``bench/results/``.
+The scripts are measurements, not tests: each prints a table and writes JSON under `bench/results/`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def machine() -> dict[str, Any]:
 
 
 def recipe_args(overrides: Sequence[str]):
-    """``(script_args, grace_config, model_args)`` from the CPU recipe plus command-line style overrides."""
+    """`(script_args, grace_config, model_args)` from the CPU recipe plus command-line style overrides."""
     from grace_rl.train import parse_args
 
     out = tempfile.mkdtemp(prefix="grace-bench-")
@@ -59,7 +59,7 @@ def recipe_args(overrides: Sequence[str]):
 
 
 def build_trainer(kind: str, script_args, args, model_args, callbacks: Sequence[TrainerCallback] = ()):
-    """A ``GraceTrainer`` (``kind="grace"``) or a plain ``GRPOTrainer`` with a trivial length reward (``"plain"``),
+    """A `GraceTrainer` (`kind="grace"`) or a plain `GRPOTrainer` with a trivial length reward (`"plain"`),
     on the same model, rows, prompts and GRPO settings."""
     from trl import GRPOTrainer, get_peft_config
 
@@ -110,8 +110,8 @@ class StepTimer(TrainerCallback):
 
 @contextlib.contextmanager
 def trl_profiling() -> Iterator[dict[int, dict[str, float]]]:
-    """Collect TRL's ``profiling_context`` timings (normally only sent to wandb/mlflow/trackio) per step:
-    ``{step: {"GraceTrainer.transformers.generate": seconds, ...}}`` (summed within a step)."""
+    """Collect TRL's `profiling_context` timings (normally only sent to wandb/mlflow/trackio) per step:
+    `{step: {"GraceTrainer.transformers.generate": seconds, ...}}` (summed within a step)."""
     from trl.extras import profiling
 
     collected: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -128,7 +128,7 @@ def trl_profiling() -> Iterator[dict[int, dict[str, float]]]:
 
 
 def logged(trainer, key: str) -> list[float]:
-    """Per-step values of a logged metric (``logging_steps=1``), in step order; missing steps give 0."""
+    """Per-step values of a logged metric (`logging_steps=1`), in step order; missing steps give 0."""
     return [float(entry.get(key, 0.0)) for entry in trainer.state.log_history if "loss" in entry]
 
 

@@ -1,16 +1,16 @@
-"""Embedding pool throughput, ``local`` vs ``ray`` (1 and 2 actors), and the share of a training step spent embedding.
+"""Embedding pool throughput, `local` vs `ray` (1 and 2 actors), and the share of a training step spent embedding.
 
-Part 1 embeds ``--texts`` demo queries, each followed by a ``--rationale_tokens`` rationale, with the default model
-wrapped in the CPU recipe's LoRA adapter (as during training): in process (``local``), then through a Ray pool of 1
+Part 1 embeds `--texts` demo queries, each followed by a `--rationale_tokens` rationale, with the default model
+wrapped in the CPU recipe's LoRA adapter (as during training): in process (`local`), then through a Ray pool of 1
 and of 2 actors that together reserve the machine's CPUs (actor start-up and the LoRA weight sync are timed too, and
-the pool's embeddings are checked against the local ones). Part 2 trains ``--steps`` GRPO steps of the CPU recipe with
+the pool's embeddings are checked against the local ones). Part 2 trains `--steps` GRPO steps of the CPU recipe with
 each backend and reports which share of a step went to the embedding pool (rollout + anchor embeddings, and the
 anchors' greedy rationales).
 
     nice -n 10 python bench/embed_pool.py
     nice -n 10 python bench/embed_pool.py --texts 128 --steps 0      # throughput only
 
-Prints a table and writes ``bench/results/embed_pool.json``. A measurement, not a test.
+Prints a table and writes `bench/results/embed_pool.json`. A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def recipe(overrides: list[str]):
 
 
 def policy_and_requests(n: int, rationale_tokens: int):
-    """The default model with the recipe's (untrained) LoRA adapter, its tokenizer, template and ``n`` requests."""
+    """The default model with the recipe's (untrained) LoRA adapter, its tokenizer, template and `n` requests."""
     from peft import get_peft_model
     from trl import get_peft_config
 
@@ -80,7 +80,7 @@ def policy_and_requests(n: int, rationale_tokens: int):
 
 
 def timed_passes(pool, requests, repeats: int) -> tuple[float, torch.Tensor]:
-    """Texts per second over ``repeats`` passes after a warm-up pass; also returns the embeddings."""
+    """Texts per second over `repeats` passes after a warm-up pass; also returns the embeddings."""
     out = pool.embed(requests[:4])  # warm-up (thread pools, prompt cache)
     start = time.perf_counter()
     for _ in range(repeats):
@@ -148,7 +148,7 @@ class StepTimer(TrainerCallback):
 
 
 def step_share(backend: str, steps: int) -> dict[str, Any]:
-    """Train ``steps`` recipe steps with ``backend``; mean step time and the pool's share of it."""
+    """Train `steps` recipe steps with `backend`; mean step time and the pool's share of it."""
     from trl import get_peft_config
 
     from grace_rl.data import build_dataset, load_supervised

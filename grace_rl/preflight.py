@@ -1,13 +1,13 @@
 """Up-front checks, run by :func:`grace_rl.train.main` after the rows are validated and before anything is written to
-``output_dir``: a bad input fails in seconds, naming the file, row, field and fix, instead of at step 3,000.
+`output_dir`: a bad input fails in seconds, naming the file, row, field and fix, instead of at step 3,000.
 
-Already checked elsewhere, before this runs: the config's invariants (``GraceConfig.__post_init__``: reward names,
-weights, temperatures, ``num_generations``, refresh fraction, ...) and every training row
+Already checked elsewhere, before this runs: the config's invariants (`GraceConfig.__post_init__`: reward names,
+weights, temperatures, `num_generations`, refresh fraction, ...) and every training row
 (:func:`grace_rl.data.validate_supervised`: types, empty or over-long texts, columns, duplicate ids).
 
-Here: the rows against the config (gold ``positive_ids`` in the corpus; a ``hard_negative`` term needs some row
+Here: the rows against the config (gold `positive_ids` in the corpus; a `hard_negative` term needs some row
 with negatives), the configured paths (exist, right kind), the model directory (readable config, safetensors only,
-no unknown custom code unless ``trust_remote_code``), the checkpoint to resume from, and the output directory (not
+no unknown custom code unless `trust_remote_code`), the checkpoint to resume from, and the output directory (not
 another run's; see :mod:`grace_rl.resume`).
 """
 
@@ -38,7 +38,7 @@ SHOW_ERRORS = 5  # bad rows listed in one error
 @dataclass
 class Preflight:
     """What the checks resolved: the model directory, the checkpoint to resume from, the run fingerprint, the run
-    artifacts already in ``output_dir`` (deleted when ``overwrite_output_dir``), and the corpus (loaded once, for the
+    artifacts already in `output_dir` (deleted when `overwrite_output_dir`), and the corpus (loaded once, for the
     gold-document check and the trainer's index)."""
 
     model_path: Path
@@ -68,7 +68,7 @@ def check_paths(script_args: GraceScriptArguments, args: GraceConfig) -> None:
 
 
 def check_gold_ids(rows: list[dict[str, Any]], corpus: Corpus, source: str) -> None:
-    """Every row's gold documents (``positive_ids``, else the positive's text) must be in the corpus (the one check
+    """Every row's gold documents (`positive_ids`, else the positive's text) must be in the corpus (the one check
     per run: the trainer's index is built over this same corpus)."""
     from reward.retrieval import resolve_gold
 

@@ -1,4 +1,4 @@
-"""Training-side log writers: the durable rationale log and the trainer-metrics log (``metrics.jsonl``).
+"""Training-side log writers: the durable rationale log and the trainer-metrics log (`metrics.jsonl`).
 
 Reading them back is :mod:`grace_rl.inspection.log` (no transformers import); the file names are in
 :mod:`grace_rl.run_files`.

@@ -1,17 +1,17 @@
 """Run identity and exact resume.
 
-* **Run fingerprint** (``<output_dir>/grace_run.json``): what makes two runs the same run (data digest, model, seed,
-  batch geometry, reward). A directory holding another run is refused unless ``overwrite_output_dir``; resuming needs
+* **Run fingerprint** (`<output_dir>/grace_run.json`): what makes two runs the same run (data digest, model, seed,
+  batch geometry, reward). A directory holding another run is refused unless `overwrite_output_dir`; resuming needs
   the same fingerprint.
-* **Complete checkpoints**: HF Trainer writes ``checkpoint-N`` (weights as safetensors; ``optimizer.pt``,
-  ``scheduler.pt``, ``rng_state.pth``: pickles that this run wrote, loaded by HF with
-  ``torch.load(weights_only=True)``; ``trainer_state.json``). GRACE then adds ``corpus_index/`` (the FAISS index and
-  its staleness state, when a corpus is configured) and last ``grace_checkpoint.json``: the commit point. A checkpoint
+* **Complete checkpoints**: HF Trainer writes `checkpoint-N` (weights as safetensors; `optimizer.pt`,
+  `scheduler.pt`, `rng_state.pth`: pickles that this run wrote, loaded by HF with
+  `torch.load(weights_only=True)`; `trainer_state.json`). GRACE then adds `corpus_index/` (the FAISS index and
+  its staleness state, when a corpus is configured) and last `grace_checkpoint.json`: the commit point. A checkpoint
   without it was cut short (killed, disk full) and is never resumed from.
-* **Logs at resume**: ``grace_checkpoint.json`` records the byte size of ``rationales.jsonl`` and ``metrics.jsonl`` at
+* **Logs at resume**: `grace_checkpoint.json` records the byte size of `rationales.jsonl` and `metrics.jsonl` at
   save time; resuming truncates them back to it, which drops every record written after the checkpoint (and a torn
   last line), so the resumed run neither duplicates nor loses a line.
-* **Disk full**: a checkpoint save that fails with ``OSError`` removes its partial folder and raises
+* **Disk full**: a checkpoint save that fails with `OSError` removes its partial folder and raises
   :class:`CheckpointSaveError` naming the last complete checkpoint.
 """
 
@@ -68,7 +68,7 @@ class CorpusIndexResumeError(RuntimeError):
 
 
 def digest(path: str | Path) -> str:
-    """``sha256`` of a file, or of a directory's files (relative names and contents, in sorted order)."""
+    """`sha256` of a file, or of a directory's files (relative names and contents, in sorted order)."""
     path = Path(path).expanduser()
     h = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -105,7 +105,7 @@ def run_fingerprint(script_args: Any, args: Any, model_args: Any, model_path: st
 
 
 def read_run_file(output_dir: str | Path) -> dict[str, Any] | None:
-    """The fingerprint recorded in ``output_dir`` (``None`` when there is none)."""
+    """The fingerprint recorded in `output_dir` (`None` when there is none)."""
     path = Path(output_dir) / RUN_FILE
     if not path.is_file():
         return None
@@ -118,7 +118,7 @@ def read_run_file(output_dir: str | Path) -> dict[str, Any] | None:
 
 
 def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Fields whose value differs: ``{name: (recorded, now)}``."""
+    """Fields whose value differs: `{name: (recorded, now)}`."""
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
 
 
@@ -128,7 +128,7 @@ def _describe(diff: dict[str, tuple[Any, Any]]) -> str:
 
 
 def run_contents(output_dir: Path) -> list[str]:
-    """Names of the run artifacts (logs, fingerprint, checkpoints, corpus index) present in ``output_dir``."""
+    """Names of the run artifacts (logs, fingerprint, checkpoints, corpus index) present in `output_dir`."""
     names = [n for n in (*RUN_FILES, CORPUS_INDEX_DIR) if (output_dir / n).exists()]
     return names + sorted(p.name for p in output_dir.glob("checkpoint-*") if p.is_dir())
 
@@ -138,7 +138,7 @@ def check_output_dir(
 ) -> list[str]:
     """Refuse an output directory that holds another run, or this run without an explicit resume/overwrite.
 
-    Read-only. Returns the run artifacts found (which ``overwrite`` will delete)."""
+    Read-only. Returns the run artifacts found (which `overwrite` will delete)."""
     out = Path(output_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise RunMismatchError(f"output_dir {out} is a file, not a directory; choose another output_dir.")
@@ -193,7 +193,7 @@ def is_complete(checkpoint: Path) -> bool:
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The complete ``checkpoint-N`` with the highest N (``None`` when there is none)."""
+    """The complete `checkpoint-N` with the highest N (`None` when there is none)."""
     out = Path(output_dir).expanduser()
     steps = [(int(m.group(1)), p) for p in out.glob("checkpoint-*") if (m := _CHECKPOINT_RE.match(p.name))]
     complete = [(s, p) for s, p in steps if p.is_dir() and is_complete(p)]
@@ -201,8 +201,8 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def resolve_checkpoint(value: str | bool | Path | None, output_dir: str | Path) -> Path | None:
-    """``resume_from_checkpoint`` as a path: ``true``/``last`` = the latest complete checkpoint of ``output_dir``;
-    ``false``/``none`` = no resume. A path must be a complete checkpoint inside ``output_dir``: resuming continues the
+    """`resume_from_checkpoint` as a path: `true`/`last` = the latest complete checkpoint of `output_dir`;
+    `false`/`none` = no resume. A path must be a complete checkpoint inside `output_dir`: resuming continues the
     logs next to it, and grace-rl only loads pickled optimizer/RNG state that its own run wrote."""
     if value is None or value is False:
         return None
@@ -247,7 +247,7 @@ def save_checkpoint_extras(folder: Path, output_dir: str | Path, global_step: in
 
 @contextmanager
 def checkpoint_guard(folder: Path, is_main: bool) -> Iterator[None]:
-    """Turn an ``OSError`` while writing ``folder`` into :class:`CheckpointSaveError`, removing the partial folder."""
+    """Turn an `OSError` while writing `folder` into :class:`CheckpointSaveError`, removing the partial folder."""
     existed = folder.exists()
     try:
         yield
@@ -270,7 +270,7 @@ def checkpoint_guard(folder: Path, is_main: bool) -> Iterator[None]:
 
 
 def truncate_log(path: Path, size: int) -> int:
-    """Cut ``path`` back to ``size`` bytes (its size when the checkpoint was saved); returns the lines dropped."""
+    """Cut `path` back to `size` bytes (its size when the checkpoint was saved); returns the lines dropped."""
     if not path.is_file():
         if size:
             logger.warning("%s is missing; the records before the checkpoint (%d bytes) are gone.", path, size)

@@ -1,4 +1,4 @@
-"""What a run writes to its ``output_dir``: the file names, the atomic write, and the JSONL reader.
+"""What a run writes to its `output_dir`: the file names, the atomic write, and the JSONL reader.
 
 Standard library only, so the inspector (`grace_rl.inspection`), the trainer and `rollout.corpus_index` can all use it.
 
@@ -38,7 +38,7 @@ class JsonlError(ValueError):
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write ``data`` to a temp file next to ``path``, fsync it, then ``os.replace`` it onto ``path``.
+    """Write `data` to a temp file next to `path`, fsync it, then `os.replace` it onto `path`.
 
     A reader sees either the old file or the new one, never a partial write; the temp file is removed on failure.
 
@@ -62,11 +62,11 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
 
 
 def iter_jsonl(path: str | Path, skip_torn_tail: bool = False) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_number, value)`` for every non-blank line of a JSONL file.
+    """Yield `(line_number, value)` for every non-blank line of a JSONL file.
 
-    Lines are split on ``"\\n"`` only (not `str.splitlines`, which would also split inside a JSON string holding
-    U+2028, U+0085, a form feed, ...). An unparsable line raises :class:`JsonlError` naming ``path:line``; with
-    ``skip_torn_tail`` an unparsable *last* line (a writer still appending, or killed mid-line) is skipped with a
+    Lines are split on `"\\n"` only (not `str.splitlines`, which would also split inside a JSON string holding
+    U+2028, U+0085, a form feed, ...). An unparsable line raises :class:`JsonlError` naming `path:line`; with
+    `skip_torn_tail` an unparsable *last* line (a writer still appending, or killed mid-line) is skipped with a
     warning instead.
 
     Args:

@@ -1,4 +1,4 @@
-"""``main(script_args, training_args, model_args)``: the supervised GRACE training run."""
+"""`main(script_args, training_args, model_args)`: the supervised GRACE training run."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_reward(args: GraceConfig, tokenizer) -> GraceReward:
-    """The GRACE reward callable configured from ``args`` (pool attached later by the trainer)."""
+    """The GRACE reward callable configured from `args` (pool attached later by the trainer)."""
     end_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
     return GraceReward(
         terms=args.reward_terms,
@@ -161,7 +161,7 @@ class GraceTrainer(GRPOTrainer):
                 save_checkpoint_extras(folder, self.args.output_dir, self.state.global_step, self.corpus_index)
 
     def _build_pool(self, args: GraceConfig, tokenizer) -> EmbeddingPool:
-        """``local``: the live policy (with several processes each rank embeds a share); ``ray``: see below."""
+        """`local`: the live policy (with several processes each rank embeds a share); `ray`: see below."""
         if args.embedding_backend == "ray":
             return self._build_ray_pool(args, tokenizer)
         embedder = Embedder(self.model, tokenizer, self.template)
@@ -170,7 +170,7 @@ class GraceTrainer(GRPOTrainer):
 
     def _build_ray_pool(self, args: GraceConfig, tokenizer) -> EmbeddingPool:
         """Rank 0 owns the Ray pool (one set of actors and one weight sender per run); the other ranks receive its
-        results by broadcast. Weights are synced at train start and every ``weight_sync_every`` optimizer steps."""
+        results by broadcast. Weights are synced at train start and every `weight_sync_every` optimizer steps."""
         unwrap = lambda: self.accelerator.unwrap_model(self.model)  # noqa: E731
         if self.accelerator.is_main_process:
             spec = ModelSpec.from_model(unwrap(), tokenizer, self.template, trust_remote_code=args.trust_remote_code)
@@ -189,7 +189,7 @@ class GraceTrainer(GRPOTrainer):
         return MainProcessPool(self.ray_pool, tokenizer) if self.accelerator.num_processes > 1 else self.ray_pool
 
     def direction_for(self, row: dict[str, Any]) -> str:
-        """The direction (``q2d`` / ``d2q``) a row is rolled out in at the current step."""
+        """The direction (`q2d` / `d2q`) a row is rolled out in at the current step."""
         directions = self.args.directions
         if len(directions) == 1:
             return directions[0]
@@ -199,7 +199,7 @@ class GraceTrainer(GRPOTrainer):
         return directions[generation_round % len(directions)]
 
     def _apply_directions(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """In ``d2q`` the positive document becomes the rollout prompt and the query its anchor."""
+        """In `d2q` the positive document becomes the rollout prompt and the query its anchor."""
         out = []
         for row in inputs:
             direction = self.direction_for(row)

@@ -11,19 +11,28 @@ ANCHOR_MODES = ("plain", "rationale")  # anchors embedded as text alone, or with
 
 @dataclass
 class RewardContext:
-    """Inputs of the reward terms for one generation batch of ``N = B * G`` rollouts over ``B`` rows.
+    """Inputs of the reward terms for one generation batch of `N = B * G` rollouts over `B` rows.
 
-    Attributes:
-        rollouts: ``(N, H)`` L2-normalised rollout embeddings (input text + rationale).
-        group: ``(N,)`` row index ``b`` in ``[0, B)`` of each rollout.
-        anchors: ``(A, H)`` L2-normalised anchor embeddings (positives and negatives of all rows).
-        positive: ``(B,)`` index into ``anchors`` of each row's positive.
-        hard_negative_mask: ``(B, A)`` True where the anchor is one of row b's own hard negatives.
-        in_batch_mask: ``(B, A)`` True where the anchor is an in-batch negative of row b (another row's positive
+    Args:
+        rollouts (`torch.Tensor`):
+            `(N, H)` L2-normalised rollout embeddings (input text + rationale).
+        group (`torch.Tensor`):
+            `(N,)` row index `b` in `[0, B)` of each rollout.
+        anchors (`torch.Tensor`):
+            `(A, H)` L2-normalised anchor embeddings (positives and negatives of all rows).
+        positive (`torch.Tensor`):
+            `(B,)` index into `anchors` of each row's positive.
+        hard_negative_mask (`torch.Tensor`):
+            `(B, A)` True where the anchor is one of row b's own hard negatives.
+        in_batch_mask (`torch.Tensor`):
+            `(B, A)` True where the anchor is an in-batch negative of row b (another row's positive
             whose text differs from row b's positive).
-        truncated: ``(N,)`` True where the rationale hit the length limit without an end token.
-        temperature: InfoNCE temperature.
-        extras: optional inputs of extra terms (e.g. ``dcg`` scores precomputed from the corpus index).
+        truncated (`torch.Tensor`):
+            `(N,)` True where the rationale hit the length limit without an end token.
+        temperature (`float`, *optional*, defaults to `0.05`):
+            InfoNCE temperature.
+        extras (`dict[str, torch.Tensor]`):
+            optional inputs of extra terms (e.g. `dcg` scores precomputed from the corpus index).
     """
 
     rollouts: torch.Tensor
@@ -51,11 +60,11 @@ class RewardContext:
 
     @property
     def anchor_sims(self) -> torch.Tensor:
-        """``(N, A)`` cosine similarity of every rollout with every anchor (computed once)."""
+        """`(N, A)` cosine similarity of every rollout with every anchor (computed once)."""
         if self._anchor_sims is None:
             self._anchor_sims = self.rollouts @ self.anchors.T  # (N, A)
         return self._anchor_sims
 
     def row_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """Broadcast a per-row ``(B, A)`` mask to the rollouts: ``(N, A)``."""
+        """Broadcast a per-row `(B, A)` mask to the rollouts: `(N, A)`."""
         return mask[self.group]

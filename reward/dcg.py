@@ -1,9 +1,9 @@
 """Pure ranking math for the DCG reward (Search-R3 style): nDCG@k of a gold document set in a ranked id list.
 
-Binary relevance (graded judgements are accepted too, for retrieval evaluation); the document at rank ``r``
-(1-based) gains ``1 / log2(r + 1)`` if it is gold. The ideal DCG puts
-``min(|gold|, k)`` gold documents at ranks ``1..min(|gold|, k)``, so nDCG@k is in ``[0, 1]`` and is 1 exactly when
-the top ``min(|gold|, k)`` results are all gold.
+Binary relevance (graded judgements are accepted too, for retrieval evaluation); the document at rank `r`
+(1-based) gains `1 / log2(r + 1)` if it is gold. The ideal DCG puts
+`min(|gold|, k)` gold documents at ranks `1..min(|gold|, k)`, so nDCG@k is in `[0, 1]` and is 1 exactly when
+the top `min(|gold|, k)` results are all gold.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import torch
 
 
 def rank_gain(rank: int) -> float:
-    """Gain of a relevant document at 1-based ``rank``: ``1 / log2(rank + 1)``."""
+    """Gain of a relevant document at 1-based `rank`: `1 / log2(rank + 1)`."""
     if rank < 1:
         raise ValueError(f"ranks are 1-based, got {rank}.")
     return 1.0 / math.log2(rank + 1)
 
 
 def ideal_dcg(num_gold: int, k: int) -> float:
-    """DCG of a perfect ranking: ``sum_{r=1}^{min(num_gold, k)} 1 / log2(r + 1)``."""
+    """DCG of a perfect ranking: `sum_{r=1}^{min(num_gold, k)} 1 / log2(r + 1)`."""
     return sum(rank_gain(r) for r in range(1, min(num_gold, k) + 1))
 
 
@@ -68,12 +68,12 @@ def ndcg_at_k(ranked: Sequence[str], gold: Collection[str] | Mapping[str, float]
 
 
 def first_gold_rank(ranked: Sequence[str], gold: Collection[str]) -> int | None:
-    """1-based rank of the first gold document in ``ranked``, or ``None`` when none was retrieved."""
+    """1-based rank of the first gold document in `ranked`, or `None` when none was retrieved."""
     return next((rank for rank, doc in enumerate(ranked, start=1) if doc in gold), None)
 
 
 def ndcg_scores(ranked: Sequence[Sequence[str]], golds: Sequence[Collection[str]], k: int) -> torch.Tensor:
-    """nDCG@k per rollout: ``ranked[i]`` scored against ``golds[i]``. Returns ``(N,)`` float32."""
+    """nDCG@k per rollout: `ranked[i]` scored against `golds[i]`. Returns `(N,)` float32."""
     if len(ranked) != len(golds):
         raise ValueError(f"{len(ranked)} rankings but {len(golds)} gold sets.")
     return torch.tensor([ndcg_at_k(r, g, k) for r, g in zip(ranked, golds, strict=True)], dtype=torch.float32)

@@ -28,8 +28,8 @@ class StaleEmbeddingsError(RuntimeError):
 def gather_rollouts(*columns: Sequence[Any] | None) -> tuple[tuple[list[Any] | None, ...], int]:
     """Concatenate per-rollout columns over all ranks (rank order); returns them and this rank's first index.
 
-    With one process (or no ``torch.distributed``) the columns come back unchanged with offset 0. ``None`` columns
-    stay ``None`` (every rank must agree on which columns are present).
+    With one process (or no `torch.distributed`) the columns come back unchanged with offset 0. `None` columns
+    stay `None` (every rank must agree on which columns are present).
     """
     import torch.distributed as dist
 
@@ -46,7 +46,7 @@ def gather_rollouts(*columns: Sequence[Any] | None) -> tuple[tuple[list[Any] | N
 
 
 def completion_text(completion: Any) -> str:
-    """Text of a TRL completion: a plain string or a conversational ``[{"role": "assistant", "content": ...}]``."""
+    """Text of a TRL completion: a plain string or a conversational `[{"role": "assistant", "content": ...}]`."""
     if isinstance(completion, str):
         return completion
     return "".join(str(m.get("content", "")) for m in completion)
@@ -55,7 +55,7 @@ def completion_text(completion: Any) -> str:
 def row_groups(keys: Sequence[Any]) -> tuple[torch.Tensor, list[int]]:
     """Map each rollout to its row: consecutive rollouts with the same key form one row.
 
-    Returns ``(group (N,), first_index_of_each_row)``.
+    Returns `(group (N,), first_index_of_each_row)`.
     """
     group, firsts = [], []
     for i, key in enumerate(keys):
@@ -68,31 +68,44 @@ def row_groups(keys: Sequence[Any]) -> tuple[torch.Tensor, list[int]]:
 class GraceReward:
     """GRACE reward over a generation batch: embeds every rollout (input + rationale) and scores it.
 
-    ``total_i = sum_t w_t * term_t(e_i)`` for the configured terms (see :mod:`reward.terms`), e.g. with
-    ``terms=["contrastive", "consistency"]`` and ``weights=[1.0, 0.1]``:
-    ``total_i = log softmax_tau(cos(e_i, .))[pos] + 0.1 * mean_k cos(e_i, e_k)``.
+    `total_i = sum_t w_t * term_t(e_i)` for the configured terms (see :mod:`reward.terms`), e.g. with
+    `terms=["contrastive", "consistency"]` and `weights=[1.0, 0.1]`:
+    `total_i = log softmax_tau(cos(e_i, .))[pos] + 0.1 * mean_k cos(e_i, e_k)`.
 
     Args:
-        terms: registered term names.
-        weights: one weight per term.
-        temperature: InfoNCE temperature.
-        anchor_mode: ``plain`` (positives/negatives embedded as text alone) or ``rationale`` (each with its own
+        terms (`Sequence[str]`):
+            registered term names.
+        weights (`Sequence[float]`):
+            one weight per term.
+        temperature (`float`, *optional*, defaults to `0.05`):
+            InfoNCE temperature.
+        anchor_mode (`str`, *optional*, defaults to `"plain"`):
+            `plain` (positives/negatives embedded as text alone) or `rationale` (each with its own
             low-temperature rationale, as at inference).
-        anchor_rationale_tokens: rationale budget for anchors in ``rationale`` mode.
-        anchor_temperature: sampling temperature of anchor rationales (0 = greedy).
-        pooling: pooling mode (``mean``, ``rationale_only``, ``last_token``).
-        end_token_ids: tokens that end a rationale (a completion not ending in one is truncated).
-        pool: the embedding pool; not pickled (re-attach with :meth:`attach` after unpickling).
-        max_weight_staleness: refuse (:class:`StaleEmbeddingsError`) embeddings computed with weights more than this
-            many optimizer steps older than the trainer's (``trainer_state.global_step``); ``None`` = no check.
-        corpus_index: the corpus index the ``dcg`` term searches (a :class:`~reward.retrieval.CorpusSearcher`,
-            e.g. ``rollout.corpus_index.CorpusIndex``); not pickled either. Gold documents: the row's
-            ``positive_ids``, else the corpus documents whose text equals the row's positive.
-        dcg_k: nDCG cutoff of the ``dcg`` term.
-        search_depth: documents retrieved per rollout (>= ``dcg_k``; deeper ranks feed the recall/MRR metrics).
+        anchor_rationale_tokens (`int`, *optional*, defaults to `32`):
+            rationale budget for anchors in `rationale` mode.
+        anchor_temperature (`float`, *optional*, defaults to `0.0`):
+            sampling temperature of anchor rationales (0 = greedy).
+        pooling (`str`, *optional*, defaults to `"mean"`):
+            pooling mode (`mean`, `rationale_only`, `last_token`).
+        end_token_ids (`Sequence[int]`, *optional*, defaults to `()`):
+            tokens that end a rationale (a completion not ending in one is truncated).
+        pool (`EmbeddingPool`, *optional*):
+            the embedding pool; not pickled (re-attach with :meth:`attach` after unpickling).
+        max_weight_staleness (`int`, *optional*):
+            refuse (:class:`StaleEmbeddingsError`) embeddings computed with weights more than this
+            many optimizer steps older than the trainer's (`trainer_state.global_step`); `None` = no check.
+        corpus_index (`CorpusSearcher`, *optional*):
+            the corpus index the `dcg` term searches (a :class:`~reward.retrieval.CorpusSearcher`,
+            e.g. `rollout.corpus_index.CorpusIndex`); not pickled either. Gold documents: the row's
+            `positive_ids`, else the corpus documents whose text equals the row's positive.
+        dcg_k (`int`, *optional*, defaults to `10`):
+            nDCG cutoff of the `dcg` term.
+        search_depth (`int`, *optional*, defaults to `50`):
+            documents retrieved per rollout (>= `dcg_k`; deeper ranks feed the recall/MRR metrics).
 
     Returns (on call):
-        One float per rollout (``None`` for a rollout whose embedding is not finite: TRL skips it).
+        One float per rollout (`None` for a rollout whose embedding is not finite: TRL skips it).
 
     Example:
         >>> reward = GraceReward(["contrastive"], [1.0], pool=my_pool)  # doctest: +SKIP
@@ -140,7 +153,7 @@ class GraceReward:
         self.last_records: list[dict[str, Any]] = []
 
     def attach(self, pool: EmbeddingPool, corpus_index: CorpusSearcher | None = None) -> GraceReward:
-        """Attach the embedding pool and, for the ``dcg`` term, the corpus index (after unpickling)."""
+        """Attach the embedding pool and, for the `dcg` term, the corpus index (after unpickling)."""
         self.pool = pool
         if corpus_index is not None:
             self.corpus_index = corpus_index
@@ -211,7 +224,7 @@ class GraceReward:
         positive_ids: Sequence[Sequence[str] | None] | None,
         keys: Sequence[Any],
     ):
-        """nDCG@``dcg_k`` of each rollout's gold documents when its ``(N, H)`` embedding searches the corpus index."""
+        """nDCG@`dcg_k` of each rollout's gold documents when its `(N, H)` embedding searches the corpus index."""
         golds: dict[Any, list[str]] = {}
         for i, key in enumerate(keys):
             if key not in golds:
@@ -220,7 +233,7 @@ class GraceReward:
         return score_dcg(self.corpus_index, rollouts, [golds[k] for k in keys], self.dcg_k, self.search_depth)
 
     def _embed(self, requests: list[EmbedRequest]) -> torch.Tensor:
-        """``(N, H)`` embeddings from the pool, refused when computed with weights older than allowed."""
+        """`(N, H)` embeddings from the pool, refused when computed with weights older than allowed."""
         result = self.pool.embed_with_version(requests, self.pooling)
         if self.max_weight_staleness is not None and self._policy_version is not None:
             stale = result.staleness(self._policy_version)
@@ -236,7 +249,7 @@ class GraceReward:
     def score(
         self, ctx: RewardContext, rationales: Sequence[str] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Every configured term and the weighted total: ``(N,)`` each, NaN for degenerate rollouts (empty rationale,
+        """Every configured term and the weighted total: `(N,)` each, NaN for degenerate rollouts (empty rationale,
         non-finite embedding), which are left out of every term (see :mod:`reward.degenerate`)."""
         return score_without_degenerate(ctx, degenerate_rollouts(ctx.rollouts, rationales), self._score_terms)
 

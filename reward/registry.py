@@ -1,4 +1,4 @@
-"""Registry of reward terms: ``@register("name")`` refuses duplicates; ``get_term`` fails clearly on unknown names."""
+"""Registry of reward terms: `@register("name")` refuses duplicates; `get_term` fails clearly on unknown names."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ _TERMS: dict[str, TermFn] = {}
 
 
 def register(name: str) -> Callable[[TermFn], TermFn]:
-    """Register a reward term ``fn(ctx) -> (N,) tensor`` under ``name``."""
+    """Register a reward term `fn(ctx) -> (N,) tensor` under `name`."""
 
     def decorator(fn: TermFn) -> TermFn:
         if name in _TERMS:
@@ -27,7 +27,7 @@ def register(name: str) -> Callable[[TermFn], TermFn]:
 
 
 def get_term(name: str) -> TermFn:
-    """The term registered under ``name``."""
+    """The term registered under `name`."""
     if name not in _TERMS:
         raise KeyError(f"Unknown reward term {name!r}; registered terms: {sorted(_TERMS)}.")
     return _TERMS[name]

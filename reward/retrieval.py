@@ -1,6 +1,6 @@
 """The DCG reward's retrieval step: resolve each row's gold documents, search the corpus index, score nDCG@k.
 
-The reward talks to the index only through :class:`CorpusSearcher` (``rollout.CorpusIndex`` implements it), so
+The reward talks to the index only through :class:`CorpusSearcher` (`rollout.CorpusIndex` implements it), so
 this module holds no FAISS code and the ranking math stays in :mod:`reward.dcg`.
 """
 
@@ -19,12 +19,12 @@ from reward.dcg import first_gold_rank, ndcg_scores
 
 @runtime_checkable
 class CorpusSearcher(Protocol):
-    """What the DCG reward needs from a corpus index (``corpus`` answers ``row_of(id)`` and ``ids_with_text``)."""
+    """What the DCG reward needs from a corpus index (`corpus` answers `row_of(id)` and `ids_with_text`)."""
 
     corpus: Any
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, list[list[str]]]:
-        """Top-``k`` documents per ``(Q, H)`` query: ``(scores (Q, k), doc id lists best first)``."""
+        """Top-`k` documents per `(Q, H)` query: `(scores (Q, k), doc id lists best first)`."""
         ...
 
     def note_used(self, doc_ids: Iterable[str]) -> None:
@@ -33,7 +33,7 @@ class CorpusSearcher(Protocol):
 
 
 def resolve_gold(index: Any, positive_ids: Sequence[str] | None, positive: str, where: str = "row") -> list[str]:
-    """The row's gold document ids: its ``positive_ids`` if given, else the corpus documents whose text is exactly the
+    """The row's gold document ids: its `positive_ids` if given, else the corpus documents whose text is exactly the
     row's positive. Fails (naming the row and the fix) when none is found or an id is not in the corpus."""
     corpus = index.corpus
     if positive_ids:
@@ -54,8 +54,8 @@ def resolve_gold(index: Any, positive_ids: Sequence[str] | None, positive: str, 
 
 @dataclass
 class DcgResult:
-    """nDCG@k per rollout (``values (N,)``), the 1-based rank of each rollout's first gold document within the search
-    depth (``None`` = not retrieved), and batch metrics."""
+    """nDCG@k per rollout (`values (N,)`), the 1-based rank of each rollout's first gold document within the search
+    depth (`None` = not retrieved), and batch metrics."""
 
     values: torch.Tensor
     gold_ranks: list[int | None]
@@ -65,10 +65,10 @@ class DcgResult:
 def score_dcg(
     index: CorpusSearcher, rollouts: torch.Tensor, golds: Sequence[Sequence[str]], k: int, depth: int
 ) -> DcgResult:
-    """Search the index with each ``(N, H)`` rollout embedding to ``depth`` and score nDCG@k of its gold set.
+    """Search the index with each `(N, H)` rollout embedding to `depth` and score nDCG@k of its gold set.
 
-    Metrics: ``dcg_recall_at_depth`` (fraction of rollouts with a gold document in the top ``depth``),
-    ``dcg_mrr`` (mean reciprocal rank of the first gold, 0 when absent), ``dcg_search_seconds``.
+    Metrics: `dcg_recall_at_depth` (fraction of rollouts with a gold document in the top `depth`),
+    `dcg_mrr` (mean reciprocal rank of the first gold, 0 when absent), `dcg_search_seconds`.
     """
     start = time.perf_counter()
     _, ranked = index.search(rollouts, depth)  # N lists of doc ids, best first

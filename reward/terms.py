@@ -1,6 +1,6 @@
 """Reward terms: pure functions of a :class:`RewardContext`, one value per rollout.
 
-Every term depends on the rollout's own embedding ``e_i``, so it varies inside a GRPO group and survives the group
+Every term depends on the rollout's own embedding `e_i`, so it varies inside a GRPO group and survives the group
 mean subtraction (GRACE's reference code scores negatives from the query side only: constant per group, cancelled).
 """
 
@@ -15,48 +15,48 @@ _NEG_INF = float("-inf")
 
 
 def _masked_max(sims: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Row-wise max of ``sims`` over ``mask``; rows with an empty mask give 0. ``(N, A) -> (N,)``."""
+    """Row-wise max of `sims` over `mask`; rows with an empty mask give 0. `(N, A) -> (N,)`."""
     filled = sims.masked_fill(~mask, _NEG_INF)  # (N, A)
     best = filled.max(dim=1).values  # (N,)
     return torch.where(mask.any(dim=1), best, torch.zeros_like(best))
 
 
 def _positive_sims(ctx: RewardContext) -> torch.Tensor:
-    """``cos(e_i, p_row(i))``: ``(N,)``."""
+    """`cos(e_i, p_row(i))`: `(N,)`."""
     return ctx.anchor_sims.gather(1, ctx.positive[ctx.group].unsqueeze(1)).squeeze(1)  # (N,)
 
 
 @register("positive")
 def positive(ctx: RewardContext) -> torch.Tensor:
-    """``cos(e_i, p)``: similarity with the row's positive."""
+    """`cos(e_i, p)`: similarity with the row's positive."""
     return _positive_sims(ctx)
 
 
 @register("hard_negative")
 def hard_negative(ctx: RewardContext) -> torch.Tensor:
-    """``-max_n cos(e_i, n)`` over the row's own hard negatives (0 for a row without any)."""
+    """`-max_n cos(e_i, n)` over the row's own hard negatives (0 for a row without any)."""
     return -_masked_max(ctx.anchor_sims, ctx.row_mask(ctx.hard_negative_mask))
 
 
 @register("in_batch")
 def in_batch(ctx: RewardContext) -> torch.Tensor:
-    """``-max_j cos(e_i, p_j)`` over the other rows' positives (0 when there are none)."""
+    """`-max_j cos(e_i, p_j)` over the other rows' positives (0 when there are none)."""
     return -_masked_max(ctx.anchor_sims, ctx.row_mask(ctx.in_batch_mask))
 
 
 @register("margin")
 def margin(ctx: RewardContext) -> torch.Tensor:
-    """``cos(e_i, p) - max_n cos(e_i, n)`` over hard and in-batch negatives (just ``cos(e_i, p)`` with none)."""
+    """`cos(e_i, p) - max_n cos(e_i, n)` over hard and in-batch negatives (just `cos(e_i, p)` with none)."""
     negatives = ctx.row_mask(ctx.hard_negative_mask | ctx.in_batch_mask)  # (N, A)
     return _positive_sims(ctx) - _masked_max(ctx.anchor_sims, negatives)
 
 
 @register("contrastive")
 def contrastive(ctx: RewardContext) -> torch.Tensor:
-    """Per-rollout InfoNCE: ``log softmax_tau(cos(e_i, .))`` at the positive,
+    """Per-rollout InfoNCE: `log softmax_tau(cos(e_i, .))` at the positive,
     over the positive + hard + in-batch negatives.
 
-    ``= s_p / tau - logsumexp_{c in {p} u N} s_c / tau``, always <= 0; 0 when nothing competes with the positive.
+    `= s_p / tau - logsumexp_{c in {p} u N} s_c / tau`, always <= 0; 0 when nothing competes with the positive.
     """
     n = ctx.rollouts.size(0)
     candidates = ctx.row_mask(ctx.hard_negative_mask | ctx.in_batch_mask).clone()  # (N, A)
@@ -68,7 +68,7 @@ def contrastive(ctx: RewardContext) -> torch.Tensor:
 
 @register("consistency")
 def consistency(ctx: RewardContext) -> torch.Tensor:
-    """Mean ``cos(e_i, e_k)`` over the other rollouts ``k`` of the same group (0 for a group of one)."""
+    """Mean `cos(e_i, e_k)` over the other rollouts `k` of the same group (0 for a group of one)."""
     sims = ctx.rollouts @ ctx.rollouts.T  # (N, N)
     same = ctx.group.unsqueeze(0) == ctx.group.unsqueeze(1)  # (N, N)
     same.fill_diagonal_(False)
@@ -79,12 +79,12 @@ def consistency(ctx: RewardContext) -> torch.Tensor:
 
 @register("group_contrastive")
 def group_contrastive(ctx: RewardContext) -> torch.Tensor:
-    """InfoNCE of ``e_i`` within the batch's rollouts (unsupervised).
+    """InfoNCE of `e_i` within the batch's rollouts (unsupervised).
 
-    The positive is the normalised mean ``c_i`` of the other rollouts of its group; the negatives are the rollouts
+    The positive is the normalised mean `c_i` of the other rollouts of its group; the negatives are the rollouts
     of the other groups.
 
-    ``= cos(e_i, c_i) / tau - logsumexp([cos(e_i, c_i)] + [cos(e_i, e_j) : j in another group]) / tau``
+    `= cos(e_i, c_i) / tau - logsumexp([cos(e_i, c_i)] + [cos(e_i, e_j) : j in another group]) / tau`
     """
     sims = ctx.rollouts @ ctx.rollouts.T  # (N, N)
     same = ctx.group.unsqueeze(0) == ctx.group.unsqueeze(1)  # (N, N)
@@ -97,13 +97,13 @@ def group_contrastive(ctx: RewardContext) -> torch.Tensor:
 
 @register("truncation")
 def truncation(ctx: RewardContext) -> torch.Tensor:
-    """Penalty ``-1`` for a rationale cut by the length limit (no end token), else 0."""
+    """Penalty `-1` for a rationale cut by the length limit (no end token), else 0."""
     return -ctx.truncated.float()
 
 
 @register("dcg")
 def dcg(ctx: RewardContext) -> torch.Tensor:
-    """nDCG@k of the gold documents when ``e_i`` searches the corpus index (precomputed into ``extras['dcg']``)."""
+    """nDCG@k of the gold documents when `e_i` searches the corpus index (precomputed into `extras['dcg']`)."""
     if "dcg" not in ctx.extras:
         raise ValueError("The 'dcg' term needs a corpus index: set corpus_path in the config.")
     return ctx.extras["dcg"]

@@ -1,7 +1,7 @@
 """The embedding worker: rebuilds the policy from a picklable spec and embeds with the weights it was last sent.
 
 :class:`EmbeddingActor` is plain Python (unit-testable without Ray); :mod:`rollout.ray_pool` wraps it with
-``ray.remote`` where it creates actors.
+`ray.remote` where it creates actors.
 """
 
 from __future__ import annotations
@@ -28,13 +28,20 @@ class ModelSpec:
     """Everything an actor needs to rebuild the trainer's model (weights arrive later through a sync).
 
     Args:
-        model_path: local Hugging Face model directory the base weights load from.
-        tokenizer: the trainer's tokenizer (pickled as is).
-        messages_fn: the rationale template (text -> chat messages).
-        dtype: parameter dtype name (``float32``, ``bfloat16``, ...).
-        peft_config: the trainer's adapter config (LoRA) or ``None`` for full fine-tuning.
-        trust_remote_code: passed to ``from_pretrained``.
-        max_length: the embedder's token budget per sequence.
+        model_path (`str`):
+            local Hugging Face model directory the base weights load from.
+        tokenizer (`Any`):
+            the trainer's tokenizer (pickled as is).
+        messages_fn (`MessagesFn`):
+            the rationale template (text -> chat messages).
+        dtype (`str`, *optional*, defaults to `"float32"`):
+            parameter dtype name (`float32`, `bfloat16`, ...).
+        peft_config (`Any`):
+            the trainer's adapter config (LoRA) or `None` for full fine-tuning.
+        trust_remote_code (`bool`, *optional*, defaults to `False`):
+            passed to `from_pretrained`.
+        max_length (`int`, *optional*, defaults to `512`):
+            the embedder's token budget per sequence.
     """
 
     model_path: str
@@ -71,7 +78,7 @@ class ModelSpec:
         return cls(path, tokenizer, messages_fn, dtype, peft_config, trust_remote_code, max_length)
 
     def build(self, device: str = "cpu") -> torch.nn.Module:
-        """Load the base model (plus an untrained adapter of the same config) on ``device``."""
+        """Load the base model (plus an untrained adapter of the same config) on `device`."""
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(
@@ -94,10 +101,14 @@ class EmbeddingActor:
     :meth:`load_weights` is called; the pool checks the version of every result.
 
     Args:
-        spec: how to rebuild the model.
-        device: ``cpu`` or ``cuda`` (the pool passes ``cuda`` only when it reserved a GPU for the actor).
-        batch_size: sequences per forward pass.
-        num_threads: torch CPU threads (``None`` = leave torch's default).
+        spec (`ModelSpec`):
+            how to rebuild the model.
+        device (`str`, *optional*, defaults to `"cpu"`):
+            `cpu` or `cuda` (the pool passes `cuda` only when it reserved a GPU for the actor).
+        batch_size (`int`, *optional*, defaults to `32`):
+            sequences per forward pass.
+        num_threads (`int`, *optional*):
+            torch CPU threads (`None` = leave torch's default).
     """
 
     def __init__(
@@ -113,7 +124,7 @@ class EmbeddingActor:
         logger.info("Embedding actor ready (pid %d, %s, %s)", os.getpid(), device, spec.model_path)
 
     def load_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
-        """Load synced weights (adapters or full state dict) and adopt ``version``."""
+        """Load synced weights (adapters or full state dict) and adopt `version`."""
         from rollout.weight_sync import load_policy_weights
 
         load_policy_weights(self.model, weights)
@@ -124,13 +135,13 @@ class EmbeddingActor:
         return self.version
 
     def embed(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> tuple[torch.Tensor, int]:
-        """``((N, H) embeddings in input order, weight version)``."""
+        """`((N, H) embeddings in input order, weight version)`."""
         vectors = self.embedder.embed(requests, pooling=pooling, batch_size=self.batch_size)  # (N, H)
         return vectors, self.version
 
     def generate_rationales(
         self, texts: Sequence[str], max_new_tokens: int, temperature: float = 0.0
     ) -> tuple[list[tuple[int, ...]], int]:
-        """``(one rationale per text, weight version)``."""
+        """`(one rationale per text, weight version)`."""
         ids = self.embedder.generate_rationales(texts, max_new_tokens, temperature, batch_size=self.batch_size)
         return ids, self.version

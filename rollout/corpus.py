@@ -28,7 +28,7 @@ class CorpusError(ValueError):
 
 @dataclass(frozen=True)
 class Corpus:
-    """Documents in a fixed order: row ``r`` has string id ``doc_ids[r]`` and text ``texts[r]``.
+    """Documents in a fixed order: row `r` has string id `doc_ids[r]` and text `texts[r]`.
 
     The row number is the document's stable int64 id in the FAISS index.
     """
@@ -60,11 +60,11 @@ class Corpus:
         return len(self.doc_ids)
 
     def row_of(self, doc_id: str) -> int | None:
-        """Row (= FAISS id) of ``doc_id``, or ``None`` when it is not in the corpus."""
+        """Row (= FAISS id) of `doc_id`, or `None` when it is not in the corpus."""
         return self._row_of.get(doc_id)
 
     def ids_with_text(self, text: str) -> list[str]:
-        """Ids of the documents whose text is exactly ``text``."""
+        """Ids of the documents whose text is exactly `text`."""
         return [self.doc_ids[r] for r in self._rows_of_text.get(text, ())]
 
 

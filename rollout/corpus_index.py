@@ -40,7 +40,7 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class RefreshReport:
-    """What one refresh did: ``rows`` documents re-embedded at optimizer step ``step``."""
+    """What one refresh did: `rows` documents re-embedded at optimizer step `step`."""
 
     step: int
     rows: int
@@ -52,19 +52,23 @@ class RefreshReport:
 def select_refresh_rows(
     versions: np.ndarray, cursor: int, count: int, priority: np.ndarray | None = None
 ) -> np.ndarray:
-    """The ``count`` rows to re-embed next.
+    """The `count` rows to re-embed next.
 
-    Order: prioritised rows first (``priority`` True), then the oldest weight version, ties broken round robin from
-    ``cursor``. With no priority and one refresh of the same size every time this is plain round robin.
+    Order: prioritised rows first (`priority` True), then the oldest weight version, ties broken round robin from
+    `cursor`. With no priority and one refresh of the same size every time this is plain round robin.
 
     Args:
-        versions: ``(N,)`` int64 optimizer step each row was embedded at.
-        cursor: round-robin start row.
-        count: rows to pick (clipped to ``[0, N]``).
-        priority: optional ``(N,)`` bool.
+        versions (`np.ndarray`):
+            `(N,)` int64 optimizer step each row was embedded at.
+        cursor (`int`):
+            round-robin start row.
+        count (`int`):
+            rows to pick (clipped to `[0, N]`).
+        priority (`np.ndarray`, *optional*):
+            optional `(N,)` bool.
 
     Returns:
-        ``(count,)`` int64 rows in selection order.
+        `(count,)` int64 rows in selection order.
     """
     n = versions.shape[0]
     offset = (np.arange(n) - cursor) % n  # (N,) round-robin distance from the cursor
@@ -74,13 +78,13 @@ def select_refresh_rows(
 
 
 def staleness(versions: np.ndarray, step: int) -> dict[str, float]:
-    """Age in optimizer steps of the rows' embeddings at ``step``: mean and max."""
+    """Age in optimizer steps of the rows' embeddings at `step`: mean and max."""
     ages = step - versions  # (N,)
     return {"staleness_mean": float(ages.mean()), "staleness_max": float(ages.max())}
 
 
 def _as_matrix(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``(Q, H)`` C-contiguous float32 numpy copy-or-view of ``x``."""
+    """`(Q, H)` C-contiguous float32 numpy copy-or-view of `x`."""
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float32).numpy()
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -93,8 +97,10 @@ class CorpusIndex:
     """A corpus embedded with the policy, in FAISS, refreshed a fraction at a time.
 
     Args:
-        corpus: the documents (row ``r`` = FAISS id ``r``).
-        settings: index, embedding and refresh settings.
+        corpus (`Corpus`):
+            the documents (row `r` = FAISS id `r`).
+        settings (`IndexSettings`, *optional*):
+            index, embedding and refresh settings.
 
     Example:
         >>> index = CorpusIndex(load_corpus("data/demo_corpus.jsonl"))  # doctest: +SKIP
@@ -149,7 +155,7 @@ class CorpusIndex:
         return [EmbedRequest(t, tuple(r)) for t, r in zip(texts, rationales, strict=True)]
 
     def embed_rows(self, pool: EmbeddingPool, rows: Sequence[int], show_progress_bar: bool = False) -> np.ndarray:
-        """Embed the documents at ``rows`` with the pool's current weights: ``(R, H)`` float32."""
+        """Embed the documents at `rows` with the pool's current weights: `(R, H)` float32."""
         rows = [int(r) for r in rows]
         chunks, size = [], self.settings.chunk_size
         with tqdm(total=len(rows), desc="Embedding corpus", unit="doc", disable=not show_progress_bar) as bar:
@@ -169,7 +175,7 @@ class CorpusIndex:
     # ---- building ---------------------------------------------------------------------------------------------
 
     def build(self, pool: EmbeddingPool, step: int = 0, show_progress_bar: bool = True) -> None:
-        """Embed the whole corpus with the pool's current weights (version ``step``) and index it."""
+        """Embed the whole corpus with the pool's current weights (version `step`) and index it."""
         start = time.perf_counter()
         vectors = self.embed_rows(pool, range(len(self)), show_progress_bar=show_progress_bar)
         self.build_from_vectors(vectors, step)
@@ -184,7 +190,7 @@ class CorpusIndex:
         )
 
     def build_from_vectors(self, vectors: torch.Tensor | np.ndarray, step: int = 0) -> None:
-        """Index precomputed ``(N, H)`` vectors (row ``r`` = document ``r``), all at weight version ``step``."""
+        """Index precomputed `(N, H)` vectors (row `r` = document `r`), all at weight version `step`."""
         vectors = _as_matrix(vectors)
         if vectors.shape[0] != len(self):
             raise ValueError(f"Got {vectors.shape[0]} vectors for a corpus of {len(self)} documents.")
@@ -218,7 +224,7 @@ class CorpusIndex:
         return ivf
 
     def _search_copy(self, master: faiss.Index) -> faiss.Index:
-        """A GPU clone of ``master`` when faiss has GPUs; otherwise (or if cloning fails) ``master`` itself."""
+        """A GPU clone of `master` when faiss has GPUs; otherwise (or if cloning fails) `master` itself."""
         if self._gpu_off:
             return master
         n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
@@ -241,13 +247,13 @@ class CorpusIndex:
     # ---- refresh ----------------------------------------------------------------------------------------------
 
     def refresh_count(self, fraction: float) -> int:
-        """Rows re-embedded by a refresh of ``fraction`` (in (0, 1]): ``ceil(fraction * N)``."""
+        """Rows re-embedded by a refresh of `fraction` (in (0, 1]): `ceil(fraction * N)`."""
         if not 0 < fraction <= 1:
             raise ValueError(f"refresh fraction must be in (0, 1], got {fraction}.")
         return max(1, math.ceil(fraction * len(self) - 1e-9))
 
     def select_rows(self, count: int) -> np.ndarray:
-        """The next ``count`` rows under the refresh policy (see :func:`select_refresh_rows`)."""
+        """The next `count` rows under the refresh policy (see :func:`select_refresh_rows`)."""
         priority = None
         if self.settings.refresh_policy == "recent" and self._recent:
             priority = np.zeros(len(self), dtype=bool)
@@ -255,7 +261,7 @@ class CorpusIndex:
         return select_refresh_rows(self.versions, self.cursor, count, priority)
 
     def refresh(self, pool: EmbeddingPool, step: int, fraction: float) -> RefreshReport:
-        """Re-embed ``ceil(fraction * N)`` documents with the pool's current weights (version ``step``)."""
+        """Re-embed `ceil(fraction * N)` documents with the pool's current weights (version `step`)."""
         self._require()
         rows = self.select_rows(self.refresh_count(fraction))
         start = time.perf_counter()
@@ -270,7 +276,7 @@ class CorpusIndex:
         return report
 
     def replace_rows(self, rows: Sequence[int] | np.ndarray, vectors: torch.Tensor | np.ndarray, step: int) -> None:
-        """Swap in new ``(R, H)`` vectors for ``rows`` (weight version ``step``) atomically w.r.t. searches."""
+        """Swap in new `(R, H)` vectors for `rows` (weight version `step`) atomically w.r.t. searches."""
         master = self._require()
         rows = np.asarray(rows, dtype=np.int64)
         vectors = _as_matrix(vectors)
@@ -291,7 +297,7 @@ class CorpusIndex:
     # ---- search -----------------------------------------------------------------------------------------------
 
     def search(self, queries: torch.Tensor | np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
-        """Top-``k`` documents by inner product for each ``(Q, H)`` query: ``(scores (Q, k'), doc id lists)``."""
+        """Top-`k` documents by inner product for each `(Q, H)` query: `(scores (Q, k'), doc id lists)`."""
         master = self._require()
         q = _as_matrix(queries)  # (Q, H)
         if q.shape[1] != master.d:
@@ -303,20 +309,20 @@ class CorpusIndex:
         return scores, [[doc_ids[i] for i in row if i >= 0] for row in ids.tolist()]
 
     def vectors(self, rows: Iterable[int] | None = None) -> np.ndarray:
-        """Stored vectors of ``rows`` (all by default): ``(R, H)`` float32."""
+        """Stored vectors of `rows` (all by default): `(R, H)` float32."""
         master = self._require()
         rows = range(len(self)) if rows is None else rows
         with self._lock:
             return np.stack([master.reconstruct(int(r)) for r in rows])
 
     def note_used(self, doc_ids: Iterable[str]) -> None:
-        """Mark documents as gold or retrieved (the ``recent`` refresh policy re-embeds them first)."""
+        """Mark documents as gold or retrieved (the `recent` refresh policy re-embeds them first)."""
         rows = {self.corpus.row_of(d) for d in doc_ids} - {None}
         with self._lock:
             self._recent.update(rows)
 
     def stats(self, step: int) -> dict[str, float]:
-        """Staleness at ``step`` (mean/max age in steps), the fraction re-embedded at ``step`` and ever."""
+        """Staleness at `step` (mean/max age in steps), the fraction re-embedded at `step` and ever."""
         this_step = self.last_refresh is not None and self.last_refresh.step == step
         return {
             **staleness(self.versions, step),
@@ -328,8 +334,8 @@ class CorpusIndex:
     # ---- persistence ------------------------------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``index-<token>.faiss`` then ``corpus_index.json`` (the commit point), each atomically; older
-        index files in ``directory`` are removed afterwards. Returns the sidecar path."""
+        """Write `index-<token>.faiss` then `corpus_index.json` (the commit point), each atomically; older
+        index files in `directory` are removed afterwards. Returns the sidecar path."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         master = self._require()
@@ -359,7 +365,7 @@ class CorpusIndex:
 
     @classmethod
     def load(cls, directory: str | Path, use_gpu: bool | None = None) -> CorpusIndex:
-        """Load an index written by :meth:`save` (``use_gpu`` overrides the saved setting)."""
+        """Load an index written by :meth:`save` (`use_gpu` overrides the saved setting)."""
         directory = Path(directory)
         sidecar = directory / SIDECAR_NAME
         if not sidecar.is_file():

@@ -1,12 +1,12 @@
-"""Embedding pools in multi-process trainers (``torchrun`` / ``deepspeed`` / ``accelerate launch``).
+"""Embedding pools in multi-process trainers (`torchrun` / `deepspeed` / `accelerate launch`).
 
 The reward gathers the whole generation batch on every rank (so in-batch negatives span it) and then asks the pool
 for the same requests, in the same order, on every rank. These wrappers turn that into one computation:
 
-- :class:`ShardedPool` (``local`` backend): each rank embeds an equal share with its own replica of the policy
+- :class:`ShardedPool` (`local` backend): each rank embeds an equal share with its own replica of the policy
   (identical weights under DDP / ZeRO-1/2), and the shares are all-gathered. Every rank runs the same number of
   forward passes (the last share is padded), which ZeRO-3 needs.
-- :class:`MainProcessPool` (``ray`` backend): rank 0 owns the Ray pool (one set of actors per training run, synced
+- :class:`MainProcessPool` (`ray` backend): rank 0 owns the Ray pool (one set of actors per training run, synced
   by rank 0), calls it, and broadcasts the result; an error on rank 0 is raised on every rank.
 
 Both are collective: every rank must call them with the same arguments.
@@ -36,14 +36,15 @@ class ShardedPool:
     """Each rank computes an equal share of the (identical on every rank) request list; results are all-gathered.
 
     Args:
-        inner: this rank's pool (usually a :class:`~rollout.pool.LocalEmbeddingPool` over its policy replica).
+        inner (`EmbeddingPool`):
+            this rank's pool (usually a :class:`~rollout.pool.LocalEmbeddingPool` over its policy replica).
     """
 
     def __init__(self, inner: EmbeddingPool) -> None:
         self.inner = inner
 
     def _share(self, items: Sequence[Any]) -> tuple[list[Any], int]:
-        """This rank's contiguous share, padded to ``ceil(N / world)`` items; returns it and its real length."""
+        """This rank's contiguous share, padded to `ceil(N / world)` items; returns it and its real length."""
         rank, world = _rank_and_world()
         per = math.ceil(len(items) / world)
         mine = list(items[rank * per : (rank + 1) * per])
@@ -86,8 +87,10 @@ class MainProcessPool:
     """Rank 0 holds the real pool; it computes and broadcasts, so every rank gets the same result.
 
     Args:
-        inner: the pool on rank 0, ``None`` on the other ranks.
-        tokenizer: for :meth:`decode` on every rank.
+        inner (`EmbeddingPool`, *optional*):
+            the pool on rank 0, `None` on the other ranks.
+        tokenizer (`Any`):
+            for :meth:`decode` on every rank.
     """
 
     def __init__(self, inner: EmbeddingPool | None, tokenizer: Any) -> None:

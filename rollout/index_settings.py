@@ -13,20 +13,30 @@ CORPUS_EMBED_MODES = ("plain", "rationale")
 class IndexSettings:
     """How the corpus is embedded, indexed and refreshed.
 
-    Attributes:
-        index_type: ``flat`` (exact inner product: ``IndexIDMap2`` over ``IndexFlatIP``) or ``ivf``
-            (``IndexIVFFlat``, approximate; keeps its own ids with a hashtable direct map, because ``IndexIDMap``'s
+    Parameters:
+        index_type (`str`, *optional*, defaults to `"flat"`):
+            `flat` (exact inner product: `IndexIDMap2` over `IndexFlatIP`) or `ivf`
+            (`IndexIVFFlat`, approximate; keeps its own ids with a hashtable direct map, because `IndexIDMap`'s
             remove assumes a sub-index that renumbers, which IVF does not).
-        ivf_nlist: IVF cells; ``None`` = ``min(4 sqrt(N), N / 39)`` (at least 1).
-        ivf_nprobe: IVF cells visited per search.
-        embed_mode: ``plain`` (document text alone) or ``rationale`` (text + its own rationale, as at inference).
-        rationale_tokens: rationale budget in ``rationale`` mode.
-        rationale_temperature: rationale sampling temperature (0 = greedy).
-        pooling: pooling mode passed to the embedding pool.
-        refresh_policy: ``oldest`` (oldest weight version first, round robin) or ``recent`` (documents that were
+        ivf_nlist (`int`, *optional*):
+            IVF cells; `None` = `min(4 sqrt(N), N / 39)` (at least 1).
+        ivf_nprobe (`int`, *optional*, defaults to `16`):
+            IVF cells visited per search.
+        embed_mode (`str`, *optional*, defaults to `"plain"`):
+            `plain` (document text alone) or `rationale` (text + its own rationale, as at inference).
+        rationale_tokens (`int`, *optional*, defaults to `32`):
+            rationale budget in `rationale` mode.
+        rationale_temperature (`float`, *optional*, defaults to `0.0`):
+            rationale sampling temperature (0 = greedy).
+        pooling (`str`, *optional*, defaults to `"mean"`):
+            pooling mode passed to the embedding pool.
+        refresh_policy (`str`, *optional*, defaults to `"oldest"`):
+            `oldest` (oldest weight version first, round robin) or `recent` (documents that were
             gold or retrieved since they were last embedded first, then oldest).
-        use_gpu: search on a GPU copy when the installed faiss has GPUs.
-        chunk_size: documents per embedding-pool call (one progress-bar update).
+        use_gpu (`bool`, *optional*, defaults to `True`):
+            search on a GPU copy when the installed faiss has GPUs.
+        chunk_size (`int`, *optional*, defaults to `64`):
+            documents per embedding-pool call (one progress-bar update).
     """
 
     index_type: str = "flat"

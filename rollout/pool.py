@@ -16,16 +16,18 @@ class VersionedEmbeddings:
     """Embeddings with the policy-weight version each row was computed with.
 
     Args:
-        vectors: ``(N, H)`` L2-normalised embeddings, in input order.
-        versions: ``(N,)`` long: the weight version (trainer optimizer step of the last sync) of each row, or
-            ``None`` when they come from the live policy itself (always current).
+        vectors (`torch.Tensor`):
+            `(N, H)` L2-normalised embeddings, in input order.
+        versions (`torch.Tensor`, *optional*):
+            `(N,)` long: the weight version (trainer optimizer step of the last sync) of each row, or
+            `None` when they come from the live policy itself (always current).
     """
 
     vectors: torch.Tensor
     versions: torch.Tensor | None = None
 
     def staleness(self, policy_version: int) -> int:
-        """Optimizer steps between the oldest row's weights and ``policy_version`` (0 for the live policy)."""
+        """Optimizer steps between the oldest row's weights and `policy_version` (0 for the live policy)."""
         if self.versions is None or self.versions.numel() == 0:
             return 0
         return int(policy_version) - int(self.versions.min())
@@ -36,7 +38,7 @@ class EmbeddingPool(Protocol):
     """What the reward needs from whoever computes embeddings (in process, or Ray actors)."""
 
     def embed(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> torch.Tensor:
-        """``(N, H)`` L2-normalised embeddings of ``requests`` with the current policy weights, in input order."""
+        """`(N, H)` L2-normalised embeddings of `requests` with the current policy weights, in input order."""
         ...
 
     def embed_with_version(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> VersionedEmbeddings:
@@ -46,7 +48,7 @@ class EmbeddingPool(Protocol):
     def generate_rationales(
         self, texts: Sequence[str], max_new_tokens: int, temperature: float = 0.0
     ) -> list[tuple[int, ...]]:
-        """One rationale (token ids) per text, greedy when ``temperature`` is 0."""
+        """One rationale (token ids) per text, greedy when `temperature` is 0."""
         ...
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -58,8 +60,10 @@ class LocalEmbeddingPool:
     """In-process backend: embeds with the live policy model itself, so its weights are always current.
 
     Args:
-        embedder: an :class:`Embedder` around the trainer's (peft-wrapped) model.
-        batch_size: sequences per forward pass.
+        embedder (`Embedder`):
+            an :class:`Embedder` around the trainer's (peft-wrapped) model.
+        batch_size (`int`, *optional*, defaults to `32`):
+            sequences per forward pass.
     """
 
     def __init__(self, embedder: Embedder, batch_size: int = 32) -> None:

@@ -1,14 +1,14 @@
-"""The ``ray`` embedding backend: N :class:`~rollout.actor.EmbeddingActor` processes holding synced policy weights.
+"""The `ray` embedding backend: N :class:`~rollout.actor.EmbeddingActor` processes holding synced policy weights.
 
-Lifecycle: connect to a running cluster (``address="auto"`` or ``ray://...``) or start a local one (``None``), in a
+Lifecycle: connect to a running cluster (`address="auto"` or `ray://...`) or start a local one (`None`), in a
 namespace; :meth:`RayEmbeddingPool.close` kills the actors and stops a cluster this pool started (also at exit).
 
 Work is split in balanced shards (by estimated tokens, longest-first onto the least-loaded actor), one per actor
-(in calls of at most ``chunk_size`` items), and put back in input order. Actors restart after a crash
-(``max_restarts``); Ray does not retry their calls (a restarted actor has lost its synced weights), the pool does: it
+(in calls of at most `chunk_size` items), and put back in input order. Actors restart after a crash
+(`max_restarts`); Ray does not retry their calls (a restarted actor has lost its synced weights), the pool does: it
 re-sends the latest weights to the restarted actor and re-runs that actor's calls. Every result carries the actor's
 weight version, which must equal the last synced version; a result from an actor that silently restarted (version
-``NOT_SYNCED``) is recomputed the same way.
+`NOT_SYNCED`) is recomputed the same way.
 
 Multi-process trainers: rank 0 owns the pool (see :class:`rollout.distributed.MainProcessPool`).
 """
@@ -38,17 +38,27 @@ class RayPoolOptions:
     """Cluster and actor settings of a :class:`RayEmbeddingPool`.
 
     Args:
-        address: ``None`` starts a local cluster; ``"auto"`` (or ``ray://host:port``) connects to a running one.
-        namespace: Ray namespace of the pool's actors.
-        num_actors: embedding actors.
-        num_cpus: CPUs reserved per actor (also its torch thread count).
-        num_gpus: GPUs per actor (fractions share a GPU); ignored, with a warning, on a cluster without GPUs.
-        max_restarts: restarts allowed per actor after a crash.
-        batch_size: sequences per forward pass inside an actor.
-        chunk_size: items per remote call (an actor's share of a large call, e.g. a corpus, goes in several calls,
+        address (`str`, *optional*):
+            `None` starts a local cluster; `"auto"` (or `ray://host:port`) connects to a running one.
+        namespace (`str`, *optional*, defaults to `"grace-rl"`):
+            Ray namespace of the pool's actors.
+        num_actors (`int`, *optional*, defaults to `2`):
+            embedding actors.
+        num_cpus (`float`, *optional*, defaults to `1.0`):
+            CPUs reserved per actor (also its torch thread count).
+        num_gpus (`float`, *optional*, defaults to `0.0`):
+            GPUs per actor (fractions share a GPU); ignored, with a warning, on a cluster without GPUs.
+        max_restarts (`int`, *optional*, defaults to `3`):
+            restarts allowed per actor after a crash.
+        batch_size (`int`, *optional*, defaults to `32`):
+            sequences per forward pass inside an actor.
+        chunk_size (`int`, *optional*, defaults to `256`):
+            items per remote call (an actor's share of a large call, e.g. a corpus, goes in several calls,
             so a crash re-runs one chunk).
-        call_retries: re-runs of one actor's shard after it failed (dead actor or lost weights).
-        timeout_s: how long to wait for actors to start or restart before failing.
+        call_retries (`int`, *optional*, defaults to `3`):
+            re-runs of one actor's shard after it failed (dead actor or lost weights).
+        timeout_s (`float`, *optional*, defaults to `300.0`):
+            how long to wait for actors to start or restart before failing.
     """
 
     address: str | None = None
@@ -72,9 +82,9 @@ class RayPoolOptions:
 
 
 def balanced_shards(costs: Sequence[float], n: int) -> list[list[int]]:
-    """Split item indices into ``n`` shards of similar total cost (longest first onto the lightest shard).
+    """Split item indices into `n` shards of similar total cost (longest first onto the lightest shard).
 
-    Each shard lists its indices in ascending order. Example: costs ``[5, 1, 1, 3]``, ``n=2`` -> ``[[0], [1, 2, 3]]``.
+    Each shard lists its indices in ascending order. Example: costs `[5, 1, 1, 3]`, `n=2` -> `[[0], [1, 2, 3]]`.
     """
     shards: list[list[int]] = [[] for _ in range(n)]
     load = [0.0] * n
@@ -106,7 +116,7 @@ def connect(address: str | None, namespace: str) -> bool:
 
 
 def actor_resources(options: RayPoolOptions, fixed_size: bool = True) -> tuple[float, float]:
-    """``(num_cpus, num_gpus)`` per actor: GPUs only when the cluster has them (a fractional GPU never schedules on a
+    """`(num_cpus, num_gpus)` per actor: GPUs only when the cluster has them (a fractional GPU never schedules on a
     CPU-only cluster); CPUs checked against the cluster (an error when it cannot grow, else a warning)."""
     import ray
 
@@ -131,8 +141,10 @@ class RayEmbeddingPool:
     """Embedding pool on Ray actors (the :class:`~rollout.pool.EmbeddingPool` interface plus weight sync).
 
     Args:
-        spec: how each actor rebuilds the policy model.
-        options: cluster and actor settings.
+        spec (`ModelSpec`):
+            how each actor rebuilds the policy model.
+        options (`RayPoolOptions`, *optional*):
+            cluster and actor settings.
 
     Call :meth:`sync_weights` once before the first embedding (the trainer's weight-sync callback does).
     """
@@ -177,7 +189,7 @@ class RayEmbeddingPool:
     # ---- weight sync -------------------------------------------------------------------------------------------
 
     def sync_weights(self, weights: dict[str, torch.Tensor], version: int) -> None:
-        """Put ``weights`` into the object store once and load them into every actor as ``version``."""
+        """Put `weights` into the object store once and load them into every actor as `version`."""
         import ray
 
         self._weights_ref = ray.put(weights)  # the latest weights stay there for actors that restart later
@@ -190,7 +202,7 @@ class RayEmbeddingPool:
                 logger.warning("Embedding actor %d missed weight sync %d (%s).", i, version, type(err).__name__)
 
     def _resync(self, i: int) -> None:
-        """Send the latest weights to actor ``i``, waiting while it restarts."""
+        """Send the latest weights to actor `i`, waiting while it restarts."""
         import ray
 
         deadline = time.monotonic() + self.options.timeout_s
@@ -214,10 +226,10 @@ class RayEmbeddingPool:
     # ---- dispatch ---------------------------------------------------------------------------------------------
 
     def _run(self, method: str, tasks: list[tuple[int, list[Any]]], **kwargs: Any) -> list[Any]:
-        """Call ``method(items, **kwargs)`` on actor ``a`` for each task ``(a, items)``; one result per task.
+        """Call `method(items, **kwargs)` on actor `a` for each task `(a, items)`; one result per task.
 
         A task that hit a dead actor, or whose result was computed with other weights than the last sync (the actor
-        restarted), is re-run after the latest weights are re-sent to its actor (up to ``call_retries`` times).
+        restarted), is re-run after the latest weights are re-sent to its actor (up to `call_retries` times).
         """
         import ray
 
@@ -264,8 +276,8 @@ class RayEmbeddingPool:
     def _sharded(
         self, items: Sequence[Any], cost: Callable[[Any], float], method: str, **kwargs: Any
     ) -> list[tuple[int, Any]]:
-        """Balanced shards of ``items`` (one per actor, in calls of at most ``chunk_size`` items) through
-        ``method``; returns ``[(input index, result), ...]`` in input order."""
+        """Balanced shards of `items` (one per actor, in calls of at most `chunk_size` items) through
+        `method`; returns `[(input index, result), ...]` in input order."""
         size = self.options.chunk_size
         chunks = [
             (actor, shard[s : s + size])
@@ -279,7 +291,7 @@ class RayEmbeddingPool:
     # ---- EmbeddingPool interface ------------------------------------------------------------------------------
 
     def embed_with_version(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> VersionedEmbeddings:
-        """``(N, H)`` embeddings in input order, each with the synced weight version it was computed with."""
+        """`(N, H)` embeddings in input order, each with the synced weight version it was computed with."""
         if not requests:
             return VersionedEmbeddings(torch.empty(0, 0), torch.empty(0, dtype=torch.long))
         rows = self._sharded(requests, request_cost, "embed", pooling=pooling)

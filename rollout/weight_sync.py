@@ -1,6 +1,6 @@
 """Policy-weight sync from the trainer to an embedding pool.
 
-What travels: with LoRA only the adapter weights (``peft.get_peft_model_state_dict``: a few MB), with full
+What travels: with LoRA only the adapter weights (`peft.get_peft_model_state_dict`: a few MB), with full
 fine-tuning the whole state dict. The pool puts it once into its transport (Ray's object store) and every actor
 loads it. A version number (the trainer's optimizer step) goes with it; every embedding carries the version of the
 weights it was computed with, so the reward can refuse stale ones.
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def is_lora(model: torch.nn.Module) -> bool:
-    """Whether ``model`` is peft-wrapped (then only its adapter weights are synced)."""
+    """Whether `model` is peft-wrapped (then only its adapter weights are synced)."""
     from peft import PeftModel
 
     return isinstance(model, PeftModel)
@@ -54,7 +54,7 @@ def _storage_key(t: torch.Tensor) -> tuple[int, int, tuple[int, ...]]:
 def policy_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """CPU copies of what the pool needs: LoRA adapter weights, or the full state dict for full fine-tuning.
 
-    Tied tensors (e.g. ``lm_head.weight`` = the input embeddings) travel once, under their first name.
+    Tied tensors (e.g. `lm_head.weight` = the input embeddings) travel once, under their first name.
     """
     lora = is_lora(model)
     params = [p for p in model.parameters() if p.requires_grad] if lora else list(model.parameters())
@@ -106,16 +106,20 @@ class WeightReceiver(Protocol):
 
 
 class WeightSyncCallback(TrainerCallback):
-    """Sends the policy's weights to ``pool`` when training starts and after every ``every``-th optimizer step.
+    """Sends the policy's weights to `pool` when training starts and after every `every`-th optimizer step.
 
     Add it before any callback that embeds at those events (the corpus index refresh). Runs on every rank (ZeRO-3
-    needs all ranks for the gather); only the rank holding ``pool`` sends.
+    needs all ranks for the gather); only the rank holding `pool` sends.
 
     Args:
-        pool: the receiving pool on the rank that owns it, ``None`` on the other ranks.
-        get_model: returns the unwrapped (peft or plain) policy model.
-        every: sync period in optimizer steps (1 = after every step).
-        collective: whether extracting the weights needs every rank (DeepSpeed ZeRO-3); default: detect.
+        pool (`WeightReceiver`, *optional*):
+            the receiving pool on the rank that owns it, `None` on the other ranks.
+        get_model (`Callable[[], torch.nn.Module]`):
+            returns the unwrapped (peft or plain) policy model.
+        every (`int`, *optional*, defaults to `1`):
+            sync period in optimizer steps (1 = after every step).
+        collective (`bool`, *optional*):
+            whether extracting the weights needs every rank (DeepSpeed ZeRO-3); default: detect.
     """
 
     def __init__(
@@ -134,7 +138,7 @@ class WeightSyncCallback(TrainerCallback):
         self.synced_version: int | None = None
 
     def sync(self, version: int) -> None:
-        """Push the current weights as ``version`` (on every rank when the gather is collective)."""
+        """Push the current weights as `version` (on every rank when the gather is collective)."""
         if self.pool is not None or self.collective:
             weights = policy_weights(self.get_model())
             if self.pool is not None:

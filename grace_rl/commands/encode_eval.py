@@ -1,4 +1,4 @@
-"""``grace-rl encode``, ``grace-rl eval sts`` and ``grace-rl eval retrieval`` (each eval with ``--scaling``)."""
+"""`grace-rl encode`, `grace-rl eval sts` and `grace-rl eval retrieval` (each eval with `--scaling`)."""
 
 from __future__ import annotations
 
@@ -77,9 +77,9 @@ def _add_scaling_options(p: argparse.ArgumentParser, task: str) -> None:
 
 
 def _run_eval(args: argparse.Namespace, task: str, evaluate: Callable[..., dict[str, Any]]) -> int:
+    """One evaluation (one JSON line), or with `--scaling` the curve (one JSON line naming the written files)."""
     from grace_rl.eval.scaling import scaling_curve, write_scaling
 
-    """One evaluation (one JSON line), or with ``--scaling`` the curve (one JSON line naming the written files)."""
     encoder = _encoder(args)
     kwargs = {"batch_size": args.batch_size, "num_rationales": args.num_rationales, "temperature": args.temperature}
     if args.scaling is None:

@@ -1,4 +1,4 @@
-"""mteb 2.x integration: a GRACE model class for ``mteb.evaluate`` and offline tasks built from local files.
+"""mteb 2.x integration: a GRACE model class for `mteb.evaluate` and offline tasks built from local files.
 
 Example:
     >>> import mteb  # doctest: +SKIP
@@ -7,7 +7,7 @@ Example:
     >>> task = local_sts_task("data/stsb_dev_sample.tsv", fmt="stsb", limit=50)  # doctest: +SKIP
     >>> mteb.evaluate(model, [task], cache=None)  # doctest: +SKIP
 
-Any registered mteb task works too (``mteb.get_tasks(["STSBenchmark"])``) when its dataset is reachable.
+Any registered mteb task works too (`mteb.get_tasks(["STSBenchmark"])`) when its dataset is reachable.
 """
 
 from __future__ import annotations
@@ -33,24 +33,30 @@ logger = logging.getLogger(__name__)
 
 
 def _load(model_name: str, revision: str | None = None, **kwargs: Any) -> GraceMtebModel:
-    """mteb loader signature: ``loader(name, revision, **loader_kwargs)``."""
+    """mteb loader signature: `loader(name, revision, **loader_kwargs)`."""
     return GraceMtebModel(kwargs.pop("model_name_or_path", model_name), **kwargs)
 
 
 class GraceMtebModel(AbsEncoder):
     """A :class:`~grace_rl.encoder.GraceEncoder` behind mteb's encoder interface.
 
-    Every text (sentence, query or document) gets a rationale and is pooled as ``GraceEncoder.encode`` does; mteb's
+    Every text (sentence, query or document) gets a rationale and is pooled as `GraceEncoder.encode` does; mteb's
     task prompts are not used (the rationale instruction plays that role).
 
     Args:
-        model_name_or_path: the default id, a local HF dir, or a GRACE output dir.
-        encoder: an already-built encoder (then ``model_name_or_path`` only names the model in the results).
-        max_rationale_tokens: rationale budget (``None``: the trained model's own, 0: no rationale).
-        num_rationales: sampled rationales averaged per text (needs ``temperature > 0``).
-        temperature: rationale sampling temperature (0 = greedy).
-        pooling: pooling mode (``None``: the model's own).
-        name: the ``organization/name`` mteb files results under (default ``grace-rl/<directory name>``).
+        model_name_or_path (`str`, *optional*, defaults to `DEFAULT_MODEL_ID`):
+            the default id, a local HF dir, or a GRACE output dir.
+        encoder: an already-built encoder (then `model_name_or_path` only names the model in the results).
+        max_rationale_tokens (`int`, *optional*):
+            rationale budget (`None`: the trained model's own, 0: no rationale).
+        num_rationales (`int`, *optional*, defaults to `1`):
+            sampled rationales averaged per text (needs `temperature > 0`).
+        temperature (`float`, *optional*, defaults to `0.0`):
+            rationale sampling temperature (0 = greedy).
+        pooling (`str`, *optional*):
+            pooling mode (`None`: the model's own).
+        name (`str`, *optional*):
+            the `organization/name` mteb files results under (default `grace-rl/<directory name>`).
     """
 
     def __init__(
@@ -109,7 +115,7 @@ class GraceMtebModel(AbsEncoder):
         prompt_type=None,
         **kwargs: Any,
     ) -> np.ndarray:
-        """Embed every ``text`` of the batches of ``inputs`` (a DataLoader): ``(N, H)`` float32, L2-normalised."""
+        """Embed every `text` of the batches of `inputs` (a DataLoader): `(N, H)` float32, L2-normalised."""
         texts = [text for batch in inputs for text in batch["text"]]
         return self.model.encode(
             texts,
@@ -142,9 +148,9 @@ def _metadata(name: str, task_type: str, main_score: str, description: str) -> T
 
 
 class LocalSTSTask(AbsTaskSTS):
-    """An mteb STS task over a local file (formats of :func:`grace_rl.eval.sts.read_sts`); split ``test``.
+    """An mteb STS task over a local file (formats of :func:`grace_rl.eval.sts.read_sts`); split `test`.
 
-    Build one with :func:`local_sts_task` (mteb reads ``metadata`` from the class, so each task is its own subclass).
+    Build one with :func:`local_sts_task` (mteb reads `metadata` from the class, so each task is its own subclass).
     """
 
     metadata: TaskMetadata
@@ -161,7 +167,7 @@ class LocalSTSTask(AbsTaskSTS):
 
 class LocalRetrievalTask(AbsTaskRetrieval):
     """An mteb retrieval task over local corpus / queries / qrels files (formats of :mod:`grace_rl.eval.retrieval`);
-    split ``test``, main score ``ndcg_at_10``. Build one with :func:`local_retrieval_task`."""
+    split `test`, main score `ndcg_at_10`. Build one with :func:`local_retrieval_task`."""
 
     metadata: TaskMetadata
     source: tuple[Path, Path, Path]
@@ -181,7 +187,7 @@ class LocalRetrievalTask(AbsTaskRetrieval):
 def local_sts_task(
     path: str | Path, fmt: str = "stsb", limit: int | None = None, name: str = "LocalSTS"
 ) -> AbsTaskSTS:
-    """An offline mteb STS task (main score ``cosine_spearman``) over ``path``."""
+    """An offline mteb STS task (main score `cosine_spearman`) over `path`."""
     attrs = {
         "metadata": _metadata(name, "STS", "cosine_spearman", f"STS pairs from {Path(path).name}."),
         "source": (Path(path), fmt, limit),
@@ -192,7 +198,7 @@ def local_sts_task(
 def local_retrieval_task(
     corpus: str | Path, queries: str | Path, qrels: str | Path, name: str = "LocalRetrieval"
 ) -> AbsTaskRetrieval:
-    """An offline mteb retrieval task (main score ``ndcg_at_10``) over local files."""
+    """An offline mteb retrieval task (main score `ndcg_at_10`) over local files."""
     attrs = {
         "metadata": _metadata(name, "Retrieval", "ndcg_at_10", f"Retrieval over {Path(corpus).name}."),
         "source": (Path(corpus), Path(queries), Path(qrels)),

@@ -1,7 +1,7 @@
 """Offline retrieval evaluation: nDCG@10, MRR@10 and recall@100 of a FAISS inner-product search.
 
 File readers (corpus, queries, qrels as JSONL or TSV) are kept apart from the metric math, which works on ranked id
-lists and a qrels mapping only, so it can be checked by hand and against ``pytrec_eval``.
+lists and a qrels mapping only, so it can be checked by hand and against `pytrec_eval`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _QREL_SCORE_KEYS = ("score", "relevance", "rel", "label")
 
 
 def reciprocal_rank_at_k(ranked: Sequence[str], rels: Mapping[str, int], k: int = 10) -> float:
-    """``1 / rank`` of the first relevant document (relevance > 0) within the top ``k``, else 0."""
+    """`1 / rank` of the first relevant document (relevance > 0) within the top `k`, else 0."""
     for i, doc in enumerate(ranked[:k]):
         if rels.get(doc, 0) > 0:
             return 1.0 / (i + 1)
@@ -39,7 +39,7 @@ def reciprocal_rank_at_k(ranked: Sequence[str], rels: Mapping[str, int], k: int 
 
 
 def recall_at_k(ranked: Sequence[str], rels: Mapping[str, int], k: int = 100) -> float:
-    """Share of the relevant documents (relevance > 0) found in the top ``k`` (0 when none is relevant)."""
+    """Share of the relevant documents (relevance > 0) found in the top `k` (0 when none is relevant)."""
     relevant = {d for d, r in rels.items() if r > 0}
     if not relevant:
         return 0.0
@@ -47,14 +47,16 @@ def recall_at_k(ranked: Sequence[str], rels: Mapping[str, int], k: int = 100) ->
 
 
 def retrieval_metrics(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
-    """Mean nDCG@10, MRR@10 and recall@100 (x100) over the queries of ``qrels`` that have a relevant document.
+    """Mean nDCG@10, MRR@10 and recall@100 (x100) over the queries of `qrels` that have a relevant document.
 
     Args:
-        run: query id -> document ids, best first (a query missing from ``run`` scores 0).
-        qrels: query id -> {document id: relevance}.
+        run (`Mapping[str, Sequence[str]]`):
+            query id -> document ids, best first (a query missing from `run` scores 0).
+        qrels (`Mapping[str, Mapping[str, int]]`):
+            query id -> {document id: relevance}.
 
     Returns:
-        ``{"n_queries", "ndcg@10", "mrr@10", "recall@100"}``.
+        `{"n_queries", "ndcg@10", "mrr@10", "recall@100"}`.
     """
     judged = [q for q, rels in qrels.items() if any(r > 0 for r in rels.values())]
     if not judged:
@@ -69,7 +71,7 @@ def retrieval_metrics(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapp
 
 
 def search_inner_product(queries: np.ndarray, docs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product search (FAISS ``IndexFlatIP``): ``(Q, k)`` scores and ``(Q, k)`` document rows.
+    """Exact inner-product search (FAISS `IndexFlatIP`): `(Q, k)` scores and `(Q, k)` document rows.
 
     With L2-normalised embeddings the inner product is the cosine similarity.
     """
@@ -129,8 +131,8 @@ def _qrel_lines(path: Path) -> Iterator[tuple[int, str, str, Any]]:
 def read_qrels(path: str | Path) -> Qrels:
     """Relevance judgements: query id -> {document id: relevance}.
 
-    Accepted: BEIR TSV (``query-id corpus-id score`` with or without that header), TREC qrels
-    (``qid iteration docid relevance``, whitespace-separated) or JSONL rows ``{"query-id", "corpus-id", "score"}``.
+    Accepted: BEIR TSV (`query-id corpus-id score` with or without that header), TREC qrels
+    (`qid iteration docid relevance`, whitespace-separated) or JSONL rows `{"query-id", "corpus-id", "score"}`.
     """
     path = Path(path)
     qrels: Qrels = {}
@@ -155,8 +157,8 @@ def evaluate_retrieval(
     limit_queries: int | None = None,
     **encode_kwargs: Any,
 ) -> dict[str, Any]:
-    """Embed corpus and queries with ``encoder`` (a rationale each, as ``encode`` does), search the corpus with FAISS
-    and score the ranking: ``{"task": "retrieval", "n_queries", "n_docs", "ndcg@10", "mrr@10", "recall@100"}`` (x100).
+    """Embed corpus and queries with `encoder` (a rationale each, as `encode` does), search the corpus with FAISS
+    and score the ranking: `{"task": "retrieval", "n_queries", "n_docs", "ndcg@10", "mrr@10", "recall@100"}` (x100).
     """
     corpus, queries, qrels = read_texts(corpus_path), read_texts(queries_path), read_qrels(qrels_path)
     judged = [q for q, rels in qrels.items() if any(r > 0 for r in rels.values())]

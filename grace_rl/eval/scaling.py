@@ -1,6 +1,6 @@
 """Test-time scaling: the same evaluation at several rationale budgets, written as JSON and a PNG plot.
 
-Greedy decoding is prefix-consistent: the greedy rationale with a budget of ``T`` tokens is the first ``T`` tokens of
+Greedy decoding is prefix-consistent: the greedy rationale with a budget of `T` tokens is the first `T` tokens of
 the greedy rationale with any larger budget. :class:`PrefixRationaleEncoder` uses that to write each text's rationale
 once, at the largest budget, and to serve every smaller budget by truncation (a curve over 0, 8, 16, 32, 64 tokens
 costs one 64-token generation instead of 120 tokens' worth).
@@ -26,7 +26,7 @@ TASK_METRICS = {"sts": ("spearman",), "retrieval": ("ndcg@10", "mrr@10", "recall
 
 
 def parse_budgets(spec: str) -> list[int]:
-    """``"0,8,16"`` -> ``[0, 8, 16]`` (sorted, unique, each >= 0)."""
+    """`"0,8,16"` -> `[0, 8, 16]` (sorted, unique, each >= 0)."""
     try:
         budgets = sorted({int(part) for part in spec.split(",") if part.strip()})
     except ValueError as err:
@@ -39,13 +39,14 @@ def parse_budgets(spec: str) -> list[int]:
 class PrefixRationaleEncoder:
     """Wraps a :class:`~grace_rl.encoder.GraceEncoder` for greedy budget sweeps (see the module docstring).
 
-    Each distinct text gets one greedy rationale of ``max_budget`` tokens (cached); ``encode(...,
-    max_rationale_tokens=T)`` embeds the text with its first ``T`` tokens. Also counts the rationale tokens actually
+    Each distinct text gets one greedy rationale of `max_budget` tokens (cached); `encode(...,
+    max_rationale_tokens=T)` embeds the text with its first `T` tokens. Also counts the rationale tokens actually
     used (a greedy rationale may end before its budget), read by :func:`scaling_curve`.
 
     Args:
         encoder: the encoder whose model, template and pooling are used.
-        max_budget: the largest budget that will be asked for.
+        max_budget (`int`):
+            the largest budget that will be asked for.
     """
 
     def __init__(self, encoder, max_budget: int) -> None:
@@ -69,7 +70,7 @@ class PrefixRationaleEncoder:
         normalize: bool = True,
         show_progress_bar: bool = True,
     ) -> np.ndarray:
-        """``(N, H)`` float32 embeddings, as ``GraceEncoder.encode`` with a greedy rationale of the given budget."""
+        """`(N, H)` float32 embeddings, as `GraceEncoder.encode` with a greedy rationale of the given budget."""
         budget = self.encoder.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
         if num_rationales != 1 or temperature > 0:
             raise ValueError(
@@ -101,11 +102,11 @@ def scaling_curve(
     num_rationales: int = 1,
     **encode_kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """Run ``evaluate(encoder, max_rationale_tokens=T, **encode_kwargs)`` for each budget ``T``.
+    """Run `evaluate(encoder, max_rationale_tokens=T, **encode_kwargs)` for each budget `T`.
 
     Greedy single-rationale sweeps go through :class:`PrefixRationaleEncoder` (one generation at the largest
     budget); sampled sweeps call the encoder afresh per budget. Each point is the evaluation's dict plus
-    ``max_rationale_tokens`` and, for greedy sweeps, ``mean_rationale_tokens`` (tokens actually used per text).
+    `max_rationale_tokens` and, for greedy sweeps, `mean_rationale_tokens` (tokens actually used per text).
     """
     greedy = temperature <= 0 and num_rationales == 1
     target = PrefixRationaleEncoder(encoder, max(budgets)) if greedy else encoder
@@ -129,7 +130,7 @@ def scaling_curve(
 
 
 def write_scaling(points: list[dict[str, Any]], task: str, prefix: str | Path, meta: dict[str, Any]) -> dict[str, str]:
-    """Write ``PREFIX.json`` (``meta`` + the points) and ``PREFIX.png`` (metric vs rationale budget)."""
+    """Write `PREFIX.json` (`meta` + the points) and `PREFIX.png` (metric vs rationale budget)."""
     import matplotlib
 
     matplotlib.use("Agg")

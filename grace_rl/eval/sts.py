@@ -20,8 +20,8 @@ STS_FORMATS = ("stsb", "sick", "jsonl")
 def read_sts(
     path: str | Path, fmt: str = "stsb", limit: int | None = None
 ) -> tuple[list[str], list[str], list[float]]:
-    """Sentence pairs and gold scores. ``stsb``: STS-B TSV (score col 5, sentences 6-7); ``sick``: SICK TSV with a
-    header (relatedness_score); ``jsonl``: rows ``{sentence1, sentence2, score}``."""
+    """Sentence pairs and gold scores. `stsb`: STS-B TSV (score col 5, sentences 6-7); `sick`: SICK TSV with a
+    header (relatedness_score); `jsonl`: rows `{sentence1, sentence2, score}`."""
     path = Path(path)
     if fmt not in STS_FORMATS:
         raise ValueError(f"Unknown STS format {fmt!r}; choose one of {STS_FORMATS}.")
@@ -62,7 +62,7 @@ def sts_spearman(emb_a: np.ndarray, emb_b: np.ndarray, gold: list[float]) -> flo
 def evaluate_sts(
     encoder, path: str | Path, fmt: str = "stsb", limit: int | None = None, **encode_kwargs: Any
 ) -> dict[str, Any]:
-    """Encode both sides of each pair with ``encoder`` and return ``{"task": "sts", "n", "spearman"}``."""
+    """Encode both sides of each pair with `encoder` and return `{"task": "sts", "n", "spearman"}`."""
     a, b, gold = read_sts(path, fmt, limit)
     unique = list(dict.fromkeys(a + b))
     emb = encoder.encode(unique, **encode_kwargs)

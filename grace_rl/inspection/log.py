@@ -1,9 +1,9 @@
-"""Pure data behind ``grace-rl inspect`` and ``grace-rl report``: read a run directory's logs, summarise them per step,
+"""Pure data behind `grace-rl inspect` and `grace-rl report`: read a run directory's logs, summarise them per step,
 filter and rank rollouts. No printing, no plotting, and no torch/transformers import (reading a log stays fast).
 
-A run directory holds ``rationales.jsonl`` (one record per rollout per step: ``step, prompt_id, prompt, rationale,
-rewards{term: value}, reward, advantage``), optionally ``metrics.jsonl`` (one trainer log per line) and
-``grace_summary.json``. A value that was not finite during training is stored as ``null`` and is skipped by every mean
+A run directory holds `rationales.jsonl` (one record per rollout per step: `step, prompt_id, prompt, rationale,
+rewards{term: value}, reward, advantage`), optionally `metrics.jsonl` (one trainer log per line) and
+`grace_summary.json`. A value that was not finite during training is stored as `null` and is skipped by every mean
 and ranking here.
 """
 
@@ -49,7 +49,7 @@ class Run:
 
 @dataclass
 class StepSummary:
-    """Means over the rollouts of one step (``None`` where no rollout had a finite value)."""
+    """Means over the rollouts of one step (`None` where no rollout had a finite value)."""
 
     step: int
     rollouts: int
@@ -62,7 +62,7 @@ class StepSummary:
 
 
 def read_rationales(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a rationale log (``path`` or ``path/rationales.jsonl``); a torn last line is skipped with a warning
+    """Records of a rationale log (`path` or `path/rationales.jsonl`); a torn last line is skipped with a warning
     (the run may still be writing), a torn middle line raises naming the file and line."""
     path = Path(path)
     if path.is_dir():
@@ -71,7 +71,7 @@ def read_rationales(path: str | Path) -> list[dict[str, Any]]:
 
 
 def load_run(run_dir: str | Path) -> Run:
-    """Read ``rationales.jsonl`` (required), ``metrics.jsonl`` and ``grace_summary.json`` (both optional)."""
+    """Read `rationales.jsonl` (required), `metrics.jsonl` and `grace_summary.json` (both optional)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(
@@ -91,7 +91,7 @@ def load_run(run_dir: str | Path) -> Run:
 
 
 def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Trainer logs from ``metrics.jsonl``; an empty list (logged at INFO) when the run predates that file."""
+    """Trainer logs from `metrics.jsonl`; an empty list (logged at INFO) when the run predates that file."""
     path = Path(run_dir) / METRICS_LOG
     if not path.is_file():
         logger.info("%s does not exist (older run?); no training metrics to show.", path)
@@ -107,7 +107,7 @@ def reward_terms(records: list[dict[str, Any]]) -> list[str]:
 
 
 def sort_keys(records: list[dict[str, Any]]) -> list[str]:
-    """Names accepted by :func:`value_of` and ``--by``."""
+    """Names accepted by :func:`value_of` and `--by`."""
     return [*BUILTIN_KEYS, *reward_terms(records)]
 
 
@@ -117,7 +117,7 @@ def rationale_length(rec: dict[str, Any]) -> int:
 
 
 def is_truncated(rec: dict[str, Any]) -> bool | None:
-    """A ``truncated`` field when present, else ``truncation`` term < 0; ``None`` when the log cannot tell."""
+    """A `truncated` field when present, else `truncation` term < 0; `None` when the log cannot tell."""
     if rec.get("truncated") is not None:
         return bool(rec["truncated"])
     value = (rec.get("rewards") or {}).get("truncation")
@@ -125,7 +125,7 @@ def is_truncated(rec: dict[str, Any]) -> bool | None:
 
 
 def value_of(rec: dict[str, Any], key: str) -> float | None:
-    """``reward``, ``advantage``, ``length`` or a reward term of one record; ``None`` when absent or not finite."""
+    """`reward`, `advantage`, `length` or a reward term of one record; `None` when absent or not finite."""
     if key == "length":
         return float(rationale_length(rec))
     value = rec.get(key) if key in ("reward", "advantage") else (rec.get("rewards") or {}).get(key)
@@ -172,7 +172,7 @@ def filter_records(
     prompt_id: str | None = None,
     grep: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Records of one step and/or one prompt id (compared as text), and/or whose rationale or prompt contains ``grep``
+    """Records of one step and/or one prompt id (compared as text), and/or whose rationale or prompt contains `grep`
     (case-insensitive). Order is kept."""
     needle = grep.lower() if grep else None
     out = []
@@ -188,13 +188,13 @@ def filter_records(
 
 
 def rank_records(records: list[dict[str, Any]], by: str, k: int, *, bottom: bool = False) -> list[dict[str, Any]]:
-    """The ``k`` records with the highest (or, with ``bottom``, lowest) ``by`` value; records without a finite value
+    """The `k` records with the highest (or, with `bottom`, lowest) `by` value; records without a finite value
     are left out; ties keep log order."""
     return [records[i] for i in ranked_indices(records, by, k, bottom=bottom)]
 
 
 def ranked_indices(records: list[dict[str, Any]], by: str, k: int, *, bottom: bool = False) -> list[int]:
-    """Positions of :func:`rank_records`' result in ``records``."""
+    """Positions of :func:`rank_records`' result in `records`."""
     keys = sort_keys(records)
     if records and by not in keys:
         raise ValueError(f"cannot rank by {by!r}: this log has {keys}.")
@@ -220,12 +220,12 @@ def _best_first(rec: dict[str, Any]) -> float:
 
 
 def known_prompt_ids(records: list[dict[str, Any]], limit: int = 10) -> list[str]:
-    """Up to ``limit`` prompt ids in first-seen order (for error messages)."""
+    """Up to `limit` prompt ids in first-seen order (for error messages)."""
     return list(dict.fromkeys(str(r["prompt_id"]) for r in records))[:limit]
 
 
 def metric_series(metrics: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
-    """``{name: (steps, values)}`` for every numeric trainer metric; ``step`` and ``epoch`` are not series."""
+    """`{name: (steps, values)}` for every numeric trainer metric; `step` and `epoch` are not series."""
     series: dict[str, tuple[list[int], list[float]]] = {}
     for row in metrics:
         step = row.get("step")
@@ -243,10 +243,10 @@ def metric_series(metrics: list[dict[str, Any]]) -> dict[str, tuple[list[int], l
 
 
 def sample_records(records: list[dict[str, Any]], max_rows: int, seed: int = 0) -> tuple[list[dict[str, Any]], str]:
-    """At most ``max_rows`` records (log order) and a sentence saying how they were chosen.
+    """At most `max_rows` records (log order) and a sentence saying how they were chosen.
 
-    When the log is larger: the ``max_rows // 20`` highest and lowest by reward (so the extremes are always there)
-    plus a uniform random sample of the rest (``random.Random(seed)``).
+    When the log is larger: the `max_rows // 20` highest and lowest by reward (so the extremes are always there)
+    plus a uniform random sample of the rest (`random.Random(seed)`).
     """
     n = len(records)
     if n <= max_rows:
@@ -268,7 +268,7 @@ def sample_records(records: list[dict[str, Any]], max_rows: int, seed: int = 0) 
 
 
 def values_by_step(records: list[dict[str, Any]], key: str) -> dict[int, list[float]]:
-    """Finite ``key`` values of each step (steps ascending), for spread bands in plots."""
+    """Finite `key` values of each step (steps ascending), for spread bands in plots."""
     grouped: dict[int, list[float]] = defaultdict(list)
     for rec in records:
         value = value_of(rec, key)

@@ -1,9 +1,9 @@
-"""``grace-rl report``: one self-contained HTML file for a run (plots as embedded PNGs, inline CSS/JS, no network).
+"""`grace-rl report`: one self-contained HTML file for a run (plots as embedded PNGs, inline CSS/JS, no network).
 
 Sections: reward terms, rationale length and truncation rate per step (mean line, 10-90 % band); a filterable,
-sortable, paginated table of rollouts; the trainer's metrics (``metrics.jsonl``); a per-step summary table. Large logs
+sortable, paginated table of rollouts; the trainer's metrics (`metrics.jsonl`); a per-step summary table. Large logs
 are sampled (:func:`grace_rl.inspection.log.sample_records`) and the page says so. The page's CSS and JavaScript are
-package data (``grace_rl/inspection/assets/report.css`` and ``report.js``), inlined into every page.
+package data (`grace_rl/inspection/assets/report.css` and `report.js`), inlined into every page.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ FIRST_METRICS = ("loss", "reward", "reward_std")
 
 @cache
 def asset(name: str) -> str:
-    """The text of ``grace_rl/inspection/assets/<name>`` (package data: the report's CSS and JavaScript)."""
+    """The text of `grace_rl/inspection/assets/<name>` (package data: the report's CSS and JavaScript)."""
     return resources.files("grace_rl.inspection").joinpath("assets", name).read_text(encoding="utf-8")
 
 
@@ -115,7 +115,7 @@ def plot_rollouts(run: Run, summaries: list[StepSummary]) -> str | None:
 
 
 def split_metrics(series: dict[str, tuple[list[int], list[float]]]) -> tuple[list[str], list[str]]:
-    """(names to plot, names logged once, e.g. ``train_runtime``, to show as a table) in display order."""
+    """(names to plot, names logged once, e.g. `train_runtime`, to show as a table) in display order."""
     longest = max((len(s) for s, _ in series.values()), default=0)
     plotted = [n for n, (s, _) in series.items() if len(s) >= 2 or longest <= 1]
     plotted.sort(key=lambda n: (n not in FIRST_METRICS, FIRST_METRICS.index(n) if n in FIRST_METRICS else 0))
@@ -252,7 +252,7 @@ def build_report(run: Run, *, max_rows: int = 5000, page_size: int = 50, seed: i
 
 
 def write_report(run: Run, out: str | Path, **kwargs: Any) -> tuple[Path, str]:
-    """Write :func:`build_report`'s page to ``out``; returns the path and the sampling note."""
+    """Write :func:`build_report`'s page to `out`; returns the path and the sampling note."""
     page, note = build_report(run, **kwargs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
