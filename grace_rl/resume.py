@@ -41,6 +41,9 @@ from grace_rl.run_files import (
 )
 
 if TYPE_CHECKING:
+    from trl import ModelConfig
+
+    from grace_rl.config import GraceConfig, GraceScriptArguments
     from rollout.corpus_index import CorpusIndex
 
 logger = logging.getLogger(__name__)
@@ -81,17 +84,19 @@ def digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def run_fingerprint(script_args: Any, args: Any, model_args: Any, model_path: str | Path) -> dict[str, Any]:
+def run_fingerprint(
+    script_args: GraceScriptArguments, args: GraceConfig, model_args: ModelConfig, model_path: str | Path
+) -> dict[str, Any]:
     """What makes two runs the same run: resuming with any of these changed would not continue the run exactly."""
-    task = getattr(script_args, "task", "supervised")
-    corpus = getattr(args, "corpus_path", None)
+    task = script_args.task
+    corpus = args.corpus_path
     return {
         "task": task,
         "dataset": digest(script_args.dataset_path),
         "max_train_rows": script_args.max_train_rows,
-        "text_column": getattr(script_args, "text_column", None) if task == "unsupervised" else None,
+        "text_column": script_args.text_column if task == "unsupervised" else None,
         "model": str(model_path),
-        "use_peft": bool(getattr(model_args, "use_peft", False)),
+        "use_peft": bool(model_args.use_peft),
         "seed": args.seed,
         "world_size": args.world_size,
         "num_generations": args.num_generations,
