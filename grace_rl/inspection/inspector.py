@@ -20,6 +20,7 @@ from grace_rl.inspection.log import (
     prompt_history,
     rank_records,
     rationale_length,
+    run_facts,
     summarize_steps,
     value_of,
 )
@@ -33,12 +34,7 @@ def _num(value: float | None, signed: bool = True) -> str:
 
 
 def _header(console: Console, run: Run) -> None:
-    facts = [f"{len(run.records)} rollouts", f"{len(run.steps)} steps", f"terms: {', '.join(run.terms) or 'none'}"]
-    summary = run.summary or {}
-    for label in ("before", "after"):
-        res = summary.get(label)
-        if isinstance(res, dict) and "spearman" in res:
-            facts.append(f"STS {label} {res['spearman']}")
+    facts = run_facts(run)
     if not run.metrics:
         facts.append("no metrics.jsonl")
     console.print(Text(str(run.path), style="bold"), Text(" · ".join(facts), style="dim"))

@@ -90,6 +90,20 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(path=run_dir, records=records, metrics=load_metrics(run_dir), summary=summary)
 
 
+def run_facts(run: Run, n_records: int | None = None, sts_sizes: bool = False) -> list[str]:
+    """One-line facts about a run: rollouts (`n_records`, default all), steps, terms, STS before/after (with the
+    pair count when `sts_sizes`)."""
+    n = len(run.records) if n_records is None else n_records
+    facts = [f"{n} rollouts", f"{len(run.steps)} steps", f"terms: {', '.join(run.terms) or 'none'}"]
+    summary = run.summary or {}
+    for label in ("before", "after"):
+        res = summary.get(label)
+        if isinstance(res, dict) and "spearman" in res:
+            size = f" (n={res.get('n', '?')})" if sts_sizes else ""
+            facts.append(f"STS {label}{':' if sts_sizes else ''} {res['spearman']}{size}")
+    return facts
+
+
 def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """Trainer logs from `metrics.jsonl`; an empty list (logged at INFO) when the run predates that file."""
     path = Path(run_dir) / METRICS_LOG

@@ -30,6 +30,7 @@ from grace_rl.inspection.log import (
     is_truncated,
     metric_series,
     rationale_length,
+    run_facts,
     sample_records,
     summarize_steps,
     values_by_step,
@@ -169,12 +170,7 @@ def _rows_json(records: list[dict[str, Any]], terms: list[str]) -> str:
 
 
 def _facts(run: Run, n_records: int) -> str:
-    facts = [f"{n_records} rollouts", f"{len(run.steps)} steps", f"terms: {', '.join(run.terms) or 'none'}"]
-    summary = run.summary or {}
-    for label in ("before", "after"):
-        res = summary.get(label)
-        if isinstance(res, dict) and "spearman" in res:
-            facts.append(f"STS {label}: {res['spearman']} (n={res.get('n', '?')})")
+    facts, summary = run_facts(run, n_records, sts_sizes=True), run.summary or {}
     if "seconds_per_step" in summary:
         facts.append(f"{summary['seconds_per_step']} s/step")
     return " · ".join(html.escape(str(f)) for f in facts)
