@@ -359,6 +359,7 @@ def save_sweep(cache_dir: Path, record: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(record, f)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like the converted model cache
     os.replace(tmp, path)
     return path
 

@@ -117,7 +117,9 @@ def plot_results(results: dict[str, Any], png_path: str | Path) -> None:
         ax.set_xticks(range(len(budgets)), [str(b) for b in budgets])
         ax.set_xlabel("rationale budget (max tokens, greedy)")
         ax.set_ylabel("Spearman x100")
-        ax.set_title(f"{ds['name']}: {ds['pairs']} held-out pairs ({ds['kind']})", fontsize=9)
+        ax.set_title(
+            f"{ds['name']}: {ds['pairs']} of {ds['pairs_kept']} held-out pairs ({ds['kind']} file)", fontsize=9
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
