@@ -13,17 +13,15 @@ from grace_rl.eval import devsets
 from grace_rl.eval.protocol import (
     Pair,
     ProtocolSettings,
-    cache_key,
     dedup_pairs,
     headline,
-    load_sweep,
     normalise,
     paired_difference_interval,
-    save_sweep,
     spearman,
     spearman_interval,
     training_budget,
 )
+from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 
