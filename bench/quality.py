@@ -1,7 +1,7 @@
-"""Embedding quality under the evaluation protocol (``grace-rl eval protocol``, :mod:`grace_rl.eval.protocol`):
+"""Embedding quality under the evaluation protocol (`grace-rl eval protocol`, :mod:`grace_rl.eval.protocol`):
 base vs trained models at matched greedy rationale budgets on STS-B dev and SICK trial, deduplicated against every
 training text, with 95% bootstrap intervals and the headline (trained at its training budget minus base at its best
-budget, paired interval). A thin wrapper that adds ``--threads`` and writes ``bench/results/quality.{json,png}``.
+budget, paired interval). A thin wrapper that adds `--threads` and writes `bench/results/quality.{json,png}`.
 
     nice -n 10 python bench/quality.py --threads 1 --limit 100 --budgets 0,8         # base only, a small slice
     nice -n 10 python bench/quality.py --threads 1 --trained runs/seed1 runs/seed2    # the full protocol

@@ -1,5 +1,5 @@
-"""``grace-rl eval protocol``: base vs trained models at matched rationale budgets on deduplicated dev sets, with
-bootstrap intervals and the headline (see :mod:`grace_rl.eval.protocol`). ``bench/quality.py`` wraps it."""
+"""`grace-rl eval protocol`: base vs trained models at matched rationale budgets on deduplicated dev sets, with
+bootstrap intervals and the headline (see :mod:`grace_rl.eval.protocol`). `bench/quality.py` wraps it."""
 
 from __future__ import annotations
 
@@ -7,38 +7,42 @@ import argparse
 from pathlib import Path
 
 from grace_rl import DEFAULT_MODEL_ID
-from grace_rl.eval.devsets import DATA_DIR, DEV_SETS, SHARED_ENV, parse_dataset_names
-from grace_rl.eval.protocol import DEFAULT_BUDGETS
+
+# Not imported from grace_rl.eval (checked there), so that `grace-rl --help` stays fast.
+DEV_SET_NAMES = ("stsb-dev", "sick-trial")  # grace_rl.eval.devsets.DEV_SETS
+DEFAULT_BUDGETS = (0, 8, 16, 32, 64)  # grace_rl.eval.protocol.DEFAULT_BUDGETS
 
 
-def _checked(parse):
-    def convert(spec: str):
-        try:
-            return parse(spec)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from err
+def _datasets(spec: str) -> list[str]:
+    from grace_rl.eval.devsets import parse_dataset_names
 
-    return convert
+    try:
+        return parse_dataset_names(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def _budgets(spec: str) -> list[int]:
     from grace_rl.scaling import parse_budgets
 
-    return parse_budgets(spec)
+    try:
+        return parse_budgets(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def add_protocol_options(p: argparse.ArgumentParser, out_default: str = "eval_protocol") -> None:
-    """The protocol's options (shared with ``bench/quality.py``)."""
+    """The protocol's options (shared with `bench/quality.py`)."""
     p.add_argument(
         "--trained", nargs="+", default=[], metavar="RUN_DIR", help="GRACE output dirs (one per training seed)."
     )
     p.add_argument("--base", default=DEFAULT_MODEL_ID, help="Base model: the default id or a local HF dir.")
     p.add_argument(
-        "--datasets", type=_checked(parse_dataset_names), default=list(DEV_SETS), help=f"Any of {','.join(DEV_SETS)}."
+        "--datasets", type=_datasets, default=list(DEV_SET_NAMES), help=f"Any of {','.join(DEV_SET_NAMES)}."
     )
     p.add_argument(
         "--budgets",
-        type=_checked(_budgets),
+        type=_budgets,
         default=list(DEFAULT_BUDGETS),
         metavar="T1,T2,...",
         help="Rationale budgets (greedy; 0 = no rationale). A trained model's training budget is added.",
@@ -49,10 +53,10 @@ def add_protocol_options(p: argparse.ArgumentParser, out_default: str = "eval_pr
         "--shared-data",
         default=None,
         metavar="DIR",
-        help=f"Folder with stsb/ and sick/ (default ${SHARED_ENV}, else <repo>/../shared/data; "
+        help="Folder with stsb/ and sick/ (default $GRACE_RL_SHARED_DATA, else <repo>/../shared/data; "
         "missing: the samples in data/).",
     )
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="The repo's data/ (training texts, samples).")
+    p.add_argument("--data-dir", type=Path, default=None, help="The repo's data/ (training texts, samples).")
     p.add_argument("--cache-dir", type=Path, default=None, help="Sweep cache (default $GRACE_RL_CACHE/protocol).")
     p.add_argument("--no-cache", action="store_true", help="Neither read nor write the sweep cache.")
     p.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples per interval.")
@@ -62,8 +66,8 @@ def add_protocol_options(p: argparse.ArgumentParser, out_default: str = "eval_pr
 
 
 def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
-    """Run the protocol as ``args`` say, print the report and write PREFIX.json + PREFIX.png (returned)."""
-    from grace_rl.eval.devsets import load_dev_sets
+    """Run the protocol as `args` say, print the report and write PREFIX.json + PREFIX.png (returned)."""
+    from grace_rl.eval.devsets import DATA_DIR, load_dev_sets
     from grace_rl.eval.protocol import ProtocolSettings, model_specs, run_protocol
     from grace_rl.eval.protocol_report import format_report, write_report
     from grace_rl.models import cache_root
@@ -71,7 +75,7 @@ def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
     if args.bootstrap < 1:
         raise ValueError(f"--bootstrap must be >= 1, got {args.bootstrap}.")
     model_specs(args.base, args.trained)  # a bad run dir fails before any data is read
-    devsets = load_dev_sets(args.datasets, args.shared_data, args.data_dir, args.limit)
+    devsets = load_dev_sets(args.datasets, args.shared_data, args.data_dir or DATA_DIR, args.limit)
     settings = ProtocolSettings(
         budgets=tuple(args.budgets),
         n_boot=args.bootstrap,
@@ -93,7 +97,7 @@ def cmd_eval_protocol(args: argparse.Namespace) -> int:
 
 
 def add_parser(tasks: argparse._SubParsersAction) -> None:
-    """Add ``protocol`` to the ``grace-rl eval`` tasks."""
+    """Add `protocol` to the `grace-rl eval` tasks."""
     p = tasks.add_parser(
         "protocol",
         help="Base vs trained at matched rationale budgets on deduplicated dev sets, with 95% bootstrap intervals.",

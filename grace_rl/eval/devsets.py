@@ -1,13 +1,13 @@
 """Dev sets of the evaluation protocol, deduplicated against every training text the project ships.
 
-- ``stsb-dev``: STS Benchmark dev, every usable pair (tab-separated, read with ``csv.QUOTE_NONE``, first 7 fields).
-- ``sick-trial``: the TRIAL rows of SICK, relatedness score 1-5 (the demo trains on SICK TRAIN only).
+- `stsb-dev`: STS Benchmark dev, every usable pair (tab-separated, read with `csv.QUOTE_NONE`, first 7 fields).
+- `sick-trial`: the TRIAL rows of SICK, relatedness score 1-5 (the demo trains on SICK TRAIN only).
 
-The full public files are read from the shared data folder when it has them: ``shared`` argument (``--shared-data``),
-else ``$GRACE_RL_SHARED_DATA``, else ``<repo>/../shared/data``. Otherwise the small samples shipped in ``data/``
-(``stsb_dev_sample.tsv``, ``sick_trial_sample.tsv``; already deduplicated) are used, and the dev set says so
-(``kind``). Training texts: every query, positive, negative and text of ``data/demo_train.jsonl``,
-``demo_train_dcg.jsonl``, ``demo_corpus.jsonl`` and every line of ``demo_unsup.txt``.
+The full public files are read from the shared data folder when it has them: `shared` argument (`--shared-data`),
+else `$GRACE_RL_SHARED_DATA`, else `<repo>/../shared/data`. Otherwise the small samples shipped in `data/`
+(`stsb_dev_sample.tsv`, `sick_trial_sample.tsv`; already deduplicated) are used, and the dev set says so
+(`kind`). Training texts: every query, positive, negative and text of `data/demo_train.jsonl`,
+`demo_train_dcg.jsonl`, `demo_corpus.jsonl` and every line of `demo_unsup.txt`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def read_stsb(path: str | Path) -> list[Pair]:
 
 
 def read_sick_rows(path: str | Path, split: str = "TRIAL") -> tuple[list[str], list[dict[str, str]]]:
-    """The header and the rows of ``split`` (``SemEval_set`` column) of a SICK TSV file."""
+    """The header and the rows of `split` (`SemEval_set` column) of a SICK TSV file."""
     with Path(path).open(encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = list(reader.fieldnames or [])
@@ -92,7 +92,7 @@ DEV_SETS = {
 
 
 def parse_dataset_names(spec: str) -> list[str]:
-    """``"stsb-dev,sick-trial"`` -> the names, checked."""
+    """`"stsb-dev,sick-trial"` -> the names, checked."""
     names = list(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
     unknown = [n for n in names if n not in DEV_SETS]
     if not names or unknown:
@@ -128,7 +128,7 @@ def shared_data_dir(shared: str | Path | None = None) -> tuple[Path, bool]:
 
 
 def evenly_spaced(items: Sequence, n: int | None) -> list:
-    """``n`` items at evenly spaced positions (all of them when ``n`` is ``None`` or >= ``len(items)``)."""
+    """`n` items at evenly spaced positions (all of them when `n` is `None` or >= `len(items)`)."""
     if n is None or n >= len(items):
         return list(items)
     if n < 2:
@@ -138,7 +138,7 @@ def evenly_spaced(items: Sequence, n: int | None) -> list:
 
 
 def locate(name: str, shared: str | Path | None = None, data_dir: str | Path = DATA_DIR) -> tuple[Path, str]:
-    """The file a dev set is read from and its kind (``full`` or ``sample``)."""
+    """The file a dev set is read from and its kind (`full` or `sample`)."""
     files = DEV_SETS[name]
     folder, explicit = shared_data_dir(shared)
     if (folder / files.full).is_file():
@@ -160,7 +160,7 @@ def load_dev_sets(
     data_dir: str | Path = DATA_DIR,
     limit: int | None = None,
 ) -> list[DevSet]:
-    """Read, deduplicate against :func:`training_texts` and (with ``limit``) thin each named dev set."""
+    """Read, deduplicate against :func:`training_texts` and (with `limit`) thin each named dev set."""
     texts = training_texts(data_dir)
     out = []
     for name in names:

@@ -9,7 +9,7 @@
 3. **Intervals**: every Spearman gets a 95% percentile bootstrap interval over pairs (:func:`spearman_interval`);
    the difference between two systems on the same pairs gets a *paired* interval (:func:`paired_difference_interval`:
    both systems are scored on the same resampled pairs).
-4. **Headline**: trained model at its training budget (``max_rationale_tokens`` of its ``grace_config.json``) minus
+4. **Headline**: trained model at its training budget (`max_rationale_tokens` of its `grace_config.json`) minus
    the base model at the base model's best budget, with the paired interval (:func:`headline`).
 
 Sweeps are cached as JSON, keyed by the model (path, GRACE config, weight digests: a retrained adapter is a new key),
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.stats import rankdata
 
 from grace_rl.eval.protocol_cache import GRACE_META, PROTOCOL_VERSION, cache_key, load_sweep, save_sweep
 
@@ -53,13 +52,20 @@ class DevSet:
     """A deduplicated dev set ready to evaluate.
 
     Args:
-        name: ``stsb-dev`` or ``sick-trial``.
-        pairs: the pairs evaluated (after deduplication and ``limit``).
-        source: the file the pairs were read from.
-        kind: ``full`` (the complete public file) or ``sample`` (the small sample shipped in ``data/``).
-        total: usable pairs in ``source`` before deduplication.
-        dropped: pairs dropped because a sentence occurs in training.
-        limit: ``None``, or the number of evenly spaced pairs kept after deduplication.
+        name (`str`):
+            `stsb-dev` or `sick-trial`.
+        pairs (`list[Pair]`):
+            the pairs evaluated (after deduplication and `limit`).
+        source (`str`):
+            the file the pairs were read from.
+        kind (`str`):
+            `full` (the complete public file) or `sample` (the small sample shipped in `data/`).
+        total (`int`):
+            usable pairs in `source` before deduplication.
+        dropped (`int`):
+            pairs dropped because a sentence occurs in training.
+        limit (`int`, *optional*, defaults to `None`):
+            the number of evenly spaced pairs kept after deduplication (`None`: all).
     """
 
     name: str
@@ -100,7 +106,7 @@ def _edge(ch: str) -> bool:
 
 def normalise(text: str) -> str:
     """The form two texts are compared in: NFKC, casefolded, whitespace runs collapsed to one space, punctuation and
-    spaces stripped from both ends. ``normalise("  A man is playing a GUITAR. ") == "a man is playing a guitar"``."""
+    spaces stripped from both ends. `normalise("  A man is playing a GUITAR. ") == "a man is playing a guitar"`."""
     text = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
     start, end = 0, len(text)
     while start < end and _edge(text[start]):
@@ -111,7 +117,7 @@ def normalise(text: str) -> str:
 
 
 def held_out_mask(pairs: Iterable[Sequence], training_texts: Iterable[str]) -> list[bool]:
-    """Per pair (its first two items are the sentences): ``True`` when neither sentence equals a training text after
+    """Per pair (its first two items are the sentences): `True` when neither sentence equals a training text after
     :func:`normalise`."""
     seen = {normalise(t) for t in training_texts}
     seen.discard("")  # a text of only punctuation says nothing about overlap
@@ -148,12 +154,14 @@ class Interval:
     high: float
 
     def as_dict(self, name: str) -> dict[str, float]:
-        """``{name: point, "ci_low": low, "ci_high": high}``, rounded to 2 decimals."""
+        """`{name: point, "ci_low": low, "ci_high": high}`, rounded to 2 decimals."""
         return {name: round(self.point, 2), "ci_low": round(self.low, 2), "ci_high": round(self.high, 2)}
 
 
 def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Row-wise Spearman of ``(B, n)`` arrays (average ranks for ties): ``(B,)``, NaN for a constant row."""
+    """Row-wise Spearman of `(B, n)` arrays (average ranks for ties): `(B,)`, NaN for a constant row."""
+    from scipy.stats import rankdata  # here, so that importing the module (CLI, data scripts) stays light
+
     rx = rankdata(x, axis=-1)  # (B, n)
     ry = rankdata(y, axis=-1)  # (B, n)
     rx -= rx.mean(axis=-1, keepdims=True)
@@ -165,7 +173,7 @@ def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def spearman(pred: np.ndarray, gold: np.ndarray) -> float:
-    """Spearman x100 of two ``(n,)`` vectors (equals ``scipy.stats.spearmanr``)."""
+    """Spearman x100 of two `(n,)` vectors (equals `scipy.stats.spearmanr`)."""
     return (
         float(spearman_rows(np.asarray(pred, dtype=np.float64)[None], np.asarray(gold, dtype=np.float64)[None])[0])
         * 100
@@ -173,14 +181,14 @@ def spearman(pred: np.ndarray, gold: np.ndarray) -> float:
 
 
 def bootstrap_indices(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """``(n_boot, n)`` indices of pairs resampled with replacement (seeded, so intervals are reproducible)."""
+    """`(n_boot, n)` indices of pairs resampled with replacement (seeded, so intervals are reproducible)."""
     if n < 2 or n_boot < 1:
         raise ValueError(f"A bootstrap needs >= 2 pairs and >= 1 resample; got n={n}, n_boot={n_boot}.")
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
 def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
-    """The central ``level`` percentile interval of the finite ``values`` (resamples of constant data are NaN)."""
+    """The central `level` percentile interval of the finite `values` (resamples of constant data are NaN)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}.")
     finite = values[np.isfinite(values)]
@@ -200,7 +208,7 @@ def _resampled(values: np.ndarray, idx: np.ndarray, chunk: int = 256) -> list[np
 def spearman_interval(
     pred: np.ndarray, gold: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> Interval:
-    """Spearman x100 of ``pred`` vs ``gold`` with a percentile bootstrap interval over resampled pairs."""
+    """Spearman x100 of `pred` vs `gold` with a percentile bootstrap interval over resampled pairs."""
     pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)  # (n,), (n,)
     idx = bootstrap_indices(len(gold), n_boot, seed)  # (B, n)
     stats = np.concatenate(
@@ -234,14 +242,22 @@ class ProtocolSettings:
     """How the protocol runs.
 
     Args:
-        budgets: rationale budgets every model is evaluated at (a trained model's training budget is added).
-        n_boot: bootstrap resamples per interval.
-        seed: bootstrap seed (the same resamples for every interval of a dev set).
-        level: interval coverage.
-        batch_size: encoding batch size.
-        cache_dir: where sweeps are cached as JSON (``None``: no cache).
-        trust_remote_code: passed to the model loader.
-        show_progress_bar: progress bars while encoding.
+        budgets (`tuple[int, ...]`, *optional*, defaults to `(0, 8, 16, 32, 64)`):
+            rationale budgets every model is evaluated at (a trained model's training budget is added).
+        n_boot (`int`, *optional*, defaults to `1000`):
+            bootstrap resamples per interval.
+        seed (`int`, *optional*, defaults to `0`):
+            bootstrap seed (the same resamples for every interval of a dev set).
+        level (`float`, *optional*, defaults to `0.95`):
+            interval coverage.
+        batch_size (`int`, *optional*, defaults to `16`):
+            encoding batch size.
+        cache_dir (`Path`, *optional*, defaults to `None`):
+            where sweeps are cached as JSON (`None`: no cache).
+        trust_remote_code (`bool`, *optional*, defaults to `False`):
+            passed to the model loader.
+        show_progress_bar (`bool`, *optional*, defaults to `True`):
+            progress bars while encoding.
     """
 
     budgets: tuple[int, ...] = DEFAULT_BUDGETS
@@ -256,7 +272,7 @@ class ProtocolSettings:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model in the comparison: ``role`` is ``base`` or ``trained`` (then ``training_budget`` is set)."""
+    """A model in the comparison: `role` is `base` or `trained` (then `training_budget` is set)."""
 
     label: str
     path: str
@@ -265,7 +281,7 @@ class ModelSpec:
 
 
 def training_budget(run_dir: str | Path) -> int:
-    """The rationale budget a GRACE run trained with (``max_rationale_tokens`` of its ``grace_config.json``)."""
+    """The rationale budget a GRACE run trained with (`max_rationale_tokens` of its `grace_config.json`)."""
     meta = Path(run_dir) / GRACE_META
     if not meta.is_file():
         raise FileNotFoundError(
@@ -299,7 +315,7 @@ def sweep_pairs(
 ) -> list[dict[str, Any]]:
     """One encoder on one dev set at every budget (greedy; each rationale written once at the largest budget).
 
-    Returns per budget ``{"budget", "spearman" (x100), "mean_rationale_tokens", "cosines"}`` (cosines per pair).
+    Returns per budget `{"budget", "spearman" (x100), "mean_rationale_tokens", "cosines"}` (cosines per pair).
     """
     from grace_rl.scaling import scaling_curve
 
@@ -334,7 +350,7 @@ def evaluate_model(
 ) -> dict[str, dict[str, Any]]:
     """Sweep one model over every dev set, from the cache when possible (the model is loaded only on a miss).
 
-    Returns per dev set name the record ``{"key", "points" (with cosines), "seconds", "cached"}``.
+    Returns per dev set name the record `{"key", "points" (with cosines), "seconds", "cached"}`.
     """
     encoder = None
     out: dict[str, dict[str, Any]] = {}
@@ -377,7 +393,7 @@ def headline(
     budget: int,
     settings: ProtocolSettings,
 ) -> dict[str, Any]:
-    """Trained at its training ``budget`` minus base at the base's best budget (highest Spearman on these pairs;
+    """Trained at its training `budget` minus base at the base's best budget (highest Spearman on these pairs;
     the smaller budget on a tie), with the paired bootstrap interval of the difference."""
     trained = next((p for p in trained_points if p["budget"] == budget), None)
     if trained is None:

@@ -62,7 +62,7 @@ def _cache_file(cache_dir: Path, key: dict[str, Any]) -> Path:
 
 
 def load_sweep(cache_dir: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    """The cached sweep for ``key``, or ``None``. A cache file that does not parse or holds another key is ignored
+    """The cached sweep for `key`, or `None`. A cache file that does not parse or holds another key is ignored
     (with a warning) and will be overwritten."""
     path = _cache_file(cache_dir, key)
     if not path.is_file():
@@ -79,7 +79,7 @@ def load_sweep(cache_dir: Path, key: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def save_sweep(cache_dir: Path, record: dict[str, Any]) -> Path:
-    """Write ``record`` (with its ``key``) atomically (temp file + ``os.replace``)."""
+    """Write `record` (with its `key`) atomically (temp file + `os.replace`)."""
     path = _cache_file(cache_dir, record["key"])
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)

@@ -1,5 +1,5 @@
 """Printing and plotting the evaluation protocol's results (the dict :func:`grace_rl.eval.protocol.run_protocol`
-returns): a markdown report (:func:`format_report`), ``PREFIX.json`` and ``PREFIX.png`` (:func:`write_report`)."""
+returns): a markdown report (:func:`format_report`), `PREFIX.json` and `PREFIX.png` (:func:`write_report`)."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def plot_results(results: dict[str, Any], png_path: str | Path) -> None:
 
 
 def write_report(results: dict[str, Any], prefix: str | Path) -> dict[str, str]:
-    """Write ``PREFIX.json`` (the results) and ``PREFIX.png`` (:func:`plot_results`); returns both paths."""
+    """Write `PREFIX.json` (the results) and `PREFIX.png` (:func:`plot_results`); returns both paths."""
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     json_path, png_path = prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".png")

@@ -110,7 +110,7 @@ def test_headline_is_trained_at_its_budget_minus_base_at_its_best():
 
 
 def _lora_run(run: Path, tiny_model_dir: Path, seed: int) -> None:
-    """A GRACE run dir holding a real LoRA adapter of the tiny model (``seed`` changes its weights)."""
+    """A GRACE run dir holding a real LoRA adapter of the tiny model (`seed` changes its weights)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM

@@ -1,4 +1,4 @@
-"""The protocol's report (table, JSON, PNG) and ``grace-rl eval protocol`` end to end on the tiny model."""
+"""The protocol's report (table, JSON, PNG) and `grace-rl eval protocol` end to end on the tiny model."""
 
 from __future__ import annotations
 
@@ -138,6 +138,15 @@ def test_cli_protocol_tiny_model(tmp_path, tiny_model_dir, trained_run, monkeypa
     again = json.loads(prefix.with_suffix(".json").read_text())
     assert all(r["cached"] for m in again["models"] for r in m["results"].values())
     assert again["headlines"] == results["headlines"]
+
+
+def test_cli_constants_match_the_library():
+    """The CLI repeats two constants so that `grace-rl --help` does not import numpy; they must not drift."""
+    from grace_rl.commands import eval_protocol
+    from grace_rl.eval.protocol import DEFAULT_BUDGETS
+
+    assert tuple(devsets.DEV_SETS) == eval_protocol.DEV_SET_NAMES
+    assert eval_protocol.DEFAULT_BUDGETS == DEFAULT_BUDGETS
 
 
 def test_cli_protocol_errors(tmp_path, capsys):
