@@ -23,7 +23,7 @@ def _datasets(spec: str) -> list[str]:
 
 
 def _budgets(spec: str) -> list[int]:
-    from grace_rl.scaling import parse_budgets
+    from grace_rl.eval.scaling import parse_budgets
 
     try:
         return parse_budgets(spec)

@@ -4,8 +4,8 @@
    :func:`normalise` (:func:`dedup_pairs`, which also counts the dropped pairs).
 2. **Matched budgets**: every model is evaluated with greedy rationales at the same budgets (default 0 / 8 / 16 / 32
    / 64 tokens; 0 = the text alone). Each text's rationale is written once at the largest budget and truncated for
-   the smaller ones (:class:`grace_rl.scaling.PrefixRationaleEncoder`); the mean rationale tokens actually used are
-   recorded per budget.
+   the smaller ones (:class:`grace_rl.eval.scaling.PrefixRationaleEncoder`); the mean rationale tokens actually used
+   are recorded per budget.
 3. **Intervals**: every Spearman gets a 95% percentile bootstrap interval over pairs (:func:`spearman_interval`);
    the difference between two systems on the same pairs gets a *paired* interval (:func:`paired_difference_interval`:
    both systems are scored on the same resampled pairs).
@@ -317,7 +317,7 @@ def sweep_pairs(
 
     Returns per budget `{"budget", "spearman" (x100), "mean_rationale_tokens", "cosines"}` (cosines per pair).
     """
-    from grace_rl.scaling import scaling_curve
+    from grace_rl.eval.scaling import scaling_curve
 
     a, b = [p.a for p in pairs], [p.b for p in pairs]
     unique = list(dict.fromkeys(a + b))

@@ -10,7 +10,7 @@ import pytest
 from grace_rl.cli import main as cli_main
 from grace_rl.eval import devsets
 from grace_rl.eval.protocol_report import format_report, write_report
-from grace_rl.evaluation import evaluate_sts
+from grace_rl.eval.sts import evaluate_sts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
