@@ -2,6 +2,9 @@
 
 python scripts/build_demo_data.py --shared ../shared/data --out data
 python scripts/build_demo_data.py --dcg-only --out data   # only the DCG corpus + rows, from data/demo_train.jsonl
+
+Training uses SICK TRAIN rows only (SICK TRIAL is a dev set). The shipped dev samples hold no sentence of any training
+file written here (``grace_rl.eval.protocol.normalise``: the evaluation protocol's definition of "the same text").
 """
 
 from __future__ import annotations
@@ -13,12 +16,18 @@ import json
 import random
 from pathlib import Path
 
+from grace_rl.eval.devsets import read_sick_rows, read_stsb_rows, training_texts
+from grace_rl.eval.protocol import held_out_mask
 
-def sick_rows(path: Path) -> list[dict]:
-    """Premise -> entailed sentence (positive), contradicting sentences of the same premise (hard negatives)."""
+
+def sick_rows(path: Path, split: str = "TRAIN") -> list[dict]:
+    """Premise -> entailed sentence (positive), contradicting sentences of the same premise (hard negatives), from the
+    rows of one SICK split (``SemEval_set``)."""
     by_premise: dict[str, dict[str, list[str]]] = collections.defaultdict(lambda: {"E": [], "C": []})
     with path.open(encoding="utf-8") as f:
         for row in csv.DictReader(f, delimiter="\t"):
+            if row["SemEval_set"].strip() != split:
+                continue
             label = row["entailment_label"][0]
             if label in "EC":
                 by_premise[row["sentence_A"].strip()][label].append(row["sentence_B"].strip())
@@ -59,6 +68,29 @@ def build_unsup_texts(stsb_train: Path, out: Path, n: int = 500, seed: int = 1) 
     return min(n, len(texts))
 
 
+def write_dev_samples(shared: Path, out: Path, seed: int, n: int = 200) -> dict[str, tuple[int, int, int]]:
+    """The shipped dev samples, ``n`` random pairs each (random order, so any prefix spans the score range), none with
+    a sentence of the training files in ``out``: ``stsb_dev_sample.tsv`` (STS-B dev, 7 tab-separated fields) and
+    ``sick_trial_sample.tsv`` (SICK TRIAL rows with the SICK header). Returns per file (pairs, held out, written)."""
+    texts = training_texts(out)
+    rng = random.Random(seed)
+    stsb = read_stsb_rows(shared / "stsb" / "sts-dev.csv")
+    stsb_kept = [r for r, keep in zip(stsb, held_out_mask([(r[5], r[6]) for r in stsb], texts), strict=True) if keep]
+    rng.shuffle(stsb_kept)
+    lines = ["\t".join(r) for r in stsb_kept[:n]]
+    (out / "stsb_dev_sample.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    header, sick = read_sick_rows(shared / "sick" / "SICK_train_trial.txt", "TRIAL")
+    sentences = [(r["sentence_A"].strip(), r["sentence_B"].strip()) for r in sick]
+    sick_kept = [r for r, keep in zip(sick, held_out_mask(sentences, texts), strict=True) if keep]
+    rng.shuffle(sick_kept)
+    lines = ["\t".join(header), *("\t".join(r[h] for h in header) for r in sick_kept[:n])]
+    (out / "sick_trial_sample.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {
+        "stsb_dev_sample.tsv": (len(stsb), len(stsb_kept), min(n, len(stsb_kept))),
+        "sick_trial_sample.tsv": (len(sick), len(sick_kept), min(n, len(sick_kept))),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shared", type=Path, default=Path("../shared/data"))
@@ -87,15 +119,12 @@ def main() -> None:
     with (args.out / "demo_train.jsonl").open("w", encoding="utf-8") as f:
         for i, row in enumerate(train):
             f.write(json.dumps({"id": f"demo-{i:04d}", **row}, ensure_ascii=False) + "\n")
-    # Held-out evaluation sample: STS-B dev (never trained on), a random sample.
-    dev_lines = (args.shared / "stsb" / "sts-dev.csv").read_text(encoding="utf-8").splitlines()
-    rng.shuffle(dev_lines)
-    dev_lines = dev_lines[:200]  # random order, so that any prefix (eval_sts_limit, --limit) spans the score range
-    (args.out / "stsb_dev_sample.tsv").write_text("\n".join(dev_lines) + "\n", encoding="utf-8")
-    print(f"wrote {len(train)} training rows ({len(with_negs)} with hard negatives) and {len(dev_lines)} dev pairs")
+    print(f"wrote {len(train)} training rows ({len(with_negs)} with hard negatives)")
     print(f"wrote {build_unsup_texts(args.shared / 'stsb' / 'sts-train.csv', args.out)} unsupervised texts")
     docs, rows = build_dcg_files(args.out / "demo_train.jsonl", args.out)
     print(f"wrote a DCG corpus of {docs} documents and {rows} rows with positive_ids")
+    for name, (total, held_out, written) in write_dev_samples(args.shared, args.out, args.seed).items():
+        print(f"wrote {written} dev pairs to {name} ({held_out} of {total} pairs share no sentence with training)")
 
 
 if __name__ == "__main__":

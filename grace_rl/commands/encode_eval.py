@@ -146,3 +146,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_encode_options(ret)
     _add_scaling_options(ret, "retrieval")
     ret.set_defaults(func=cmd_eval_retrieval)
+
+    from grace_rl.commands import eval_protocol  # `grace-rl eval protocol`; light: heavy imports run in the command
+
+    eval_protocol.add_parser(tasks)

@@ -1,0 +1,106 @@
+"""`grace-rl eval protocol`: base vs trained models at matched rationale budgets on deduplicated dev sets, with
+bootstrap intervals and the headline (see :mod:`grace_rl.eval.protocol`). `bench/quality.py` wraps it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from grace_rl import DEFAULT_MODEL_ID
+
+# Not imported from grace_rl.eval (checked there), so that `grace-rl --help` stays fast.
+DEV_SET_NAMES = ("stsb-dev", "sick-trial")  # grace_rl.eval.devsets.DEV_SETS
+DEFAULT_BUDGETS = (0, 8, 16, 32, 64)  # grace_rl.eval.protocol.DEFAULT_BUDGETS
+
+
+def _datasets(spec: str) -> list[str]:
+    from grace_rl.eval.devsets import parse_dataset_names
+
+    try:
+        return parse_dataset_names(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _budgets(spec: str) -> list[int]:
+    from grace_rl.eval.scaling import parse_budgets
+
+    try:
+        return parse_budgets(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def add_protocol_options(p: argparse.ArgumentParser, out_default: str = "eval_protocol") -> None:
+    """The protocol's options (shared with `bench/quality.py`)."""
+    p.add_argument(
+        "--trained", nargs="+", default=[], metavar="RUN_DIR", help="GRACE output dirs (one per training seed)."
+    )
+    p.add_argument("--base", default=DEFAULT_MODEL_ID, help="Base model: the default id or a local HF dir.")
+    p.add_argument(
+        "--datasets", type=_datasets, default=list(DEV_SET_NAMES), help=f"Any of {','.join(DEV_SET_NAMES)}."
+    )
+    p.add_argument(
+        "--budgets",
+        type=_budgets,
+        default=list(DEFAULT_BUDGETS),
+        metavar="T1,T2,...",
+        help="Rationale budgets (greedy; 0 = no rationale). A trained model's training budget is added.",
+    )
+    p.add_argument("--out", default=out_default, metavar="PREFIX", help="Writes PREFIX.json and PREFIX.png.")
+    p.add_argument("--limit", type=int, default=None, help="Evaluate N evenly spaced held-out pairs per dev set.")
+    p.add_argument(
+        "--shared-data",
+        default=None,
+        metavar="DIR",
+        help="Folder with stsb/ and sick/ (default $GRACE_RL_SHARED_DATA, else <repo>/../shared/data; "
+        "missing: the samples in data/).",
+    )
+    p.add_argument("--data-dir", type=Path, default=None, help="The repo's data/ (training texts, samples).")
+    p.add_argument("--cache-dir", type=Path, default=None, help="Sweep cache (default $GRACE_RL_CACHE/protocol).")
+    p.add_argument("--no-cache", action="store_true", help="Neither read nor write the sweep cache.")
+    p.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples per interval.")
+    p.add_argument("--seed", type=int, default=0, help="Bootstrap seed.")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--trust-remote-code", action="store_true", help="Allow custom model code (off by default).")
+
+
+def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
+    """Run the protocol as `args` say, print the report and write PREFIX.json + PREFIX.png (returned)."""
+    from grace_rl.eval.devsets import DATA_DIR, load_dev_sets
+    from grace_rl.eval.protocol import ProtocolSettings, model_specs, run_protocol
+    from grace_rl.eval.protocol_report import format_report, write_report
+    from grace_rl.models import cache_root
+
+    if args.bootstrap < 1:
+        raise ValueError(f"--bootstrap must be >= 1, got {args.bootstrap}.")
+    model_specs(args.base, args.trained)  # a bad run dir fails before any data is read
+    devsets = load_dev_sets(args.datasets, args.shared_data, args.data_dir or DATA_DIR, args.limit)
+    settings = ProtocolSettings(
+        budgets=tuple(args.budgets),
+        n_boot=args.bootstrap,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        cache_dir=None if args.no_cache else (args.cache_dir or cache_root() / "protocol"),
+        trust_remote_code=args.trust_remote_code,
+    )
+    results = run_protocol(args.base, args.trained, devsets, settings)
+    files = write_report(results, args.out)
+    print(format_report(results))
+    print(f"wrote {files['json']} and {files['plot']}")
+    return files
+
+
+def cmd_eval_protocol(args: argparse.Namespace) -> int:
+    run_protocol_command(args)
+    return 0
+
+
+def add_parser(tasks: argparse._SubParsersAction) -> None:
+    """Add `protocol` to the `grace-rl eval` tasks."""
+    p = tasks.add_parser(
+        "protocol",
+        help="Base vs trained at matched rationale budgets on deduplicated dev sets, with 95% bootstrap intervals.",
+    )
+    add_protocol_options(p)
+    p.set_defaults(func=cmd_eval_protocol)

@@ -1,0 +1,137 @@
+"""Printing and plotting the evaluation protocol's results (the dict :func:`grace_rl.eval.protocol.run_protocol`
+returns): a markdown report (:func:`format_report`), `PREFIX.json` and `PREFIX.png` (:func:`write_report`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured markdown table with padded columns."""
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+
+    return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])])
+
+
+def _cell(point: dict[str, Any], mark: str = "") -> str:
+    return (
+        f"{point['spearman']:.2f}{mark} [{point['ci_low']:.2f}, {point['ci_high']:.2f}] "
+        f"{point['mean_rationale_tokens']:.1f} tok"
+    )
+
+
+def _dataset_lines(results: dict[str, Any]) -> list[str]:
+    lines = ["Dev sets (a pair is dropped when either sentence occurs in any training text, normalised):"]
+    for ds in results["datasets"]:
+        thinned = f", {ds['pairs']} evenly spaced evaluated (--limit)" if ds["pairs"] < ds["pairs_kept"] else ""
+        lines.append(
+            f"- {ds['name']}: {ds['pairs_kept']} of {ds['pairs_total']} pairs held out ({ds['dropped']} dropped)"
+            f"{thinned}; {ds['kind']} file {ds['source']}"
+        )
+    return lines
+
+
+def _budget_table(results: dict[str, Any], dataset: str) -> str:
+    budgets = results["budgets"]
+    base = next(m for m in results["models"] if m["role"] == "base")
+    best = max(sorted(base["results"][dataset]["points"], key=lambda p: p["budget"]), key=lambda p: p["spearman"])
+    rows = []
+    for model in results["models"]:
+        by_budget = {p["budget"]: p for p in model["results"][dataset]["points"]}
+        marks = {best["budget"]: "^"} if model["role"] == "base" else {model["training_budget"]: "*"}
+        label = (
+            model["label"] if model["role"] == "base" else f"{model['label']} (trained @ {model['training_budget']})"
+        )
+        rows.append([label, *[_cell(by_budget[b], marks.get(b, "")) for b in budgets]])
+    return markdown_table(["model", *[f"budget {b}" for b in budgets]], rows)
+
+
+def format_report(results: dict[str, Any]) -> str:
+    """The protocol's results as text: dev sets with dropped counts, per dev set the Spearman of every model at
+    every budget with its interval and the rationale tokens used, and the headline per trained model."""
+    level = round(results["bootstrap"]["level"] * 100)
+    out = _dataset_lines(results)
+    for ds in results["datasets"]:
+        out += [
+            "",
+            f"{ds['name']} ({ds['pairs']} pairs): Spearman x100 [{level}% bootstrap interval, "
+            f"{results['bootstrap']['n']} resamples], mean rationale tokens used; greedy rationales",
+            _budget_table(results, ds["name"]),
+        ]
+    out.append("^ base at its best budget; * trained model at its training budget")
+    if results["headlines"]:
+        rows = [
+            [
+                h["model"],
+                h["dataset"],
+                f"{h['trained_spearman']:.2f} @ {h['training_budget']}",
+                f"{h['base_spearman']:.2f} @ {h['base_best_budget']}",
+                f"{h['difference']:+.2f} [{h['ci_low']:+.2f}, {h['ci_high']:+.2f}]",
+            ]
+            for h in results["headlines"]
+        ]
+        out += [
+            "",
+            f"Headline: trained at its training budget minus base at its best budget (paired {level}% interval)",
+            markdown_table(["model", "dev set", "trained", "base (best budget)", "difference"], rows),
+        ]
+    seconds = ", ".join(
+        f"{m['label']}/{name} {r['seconds']:.1f} s{' (cached)' if r['cached'] else ''}"
+        for m in results["models"]
+        for name, r in m["results"].items()
+    )
+    out += ["", f"seconds per sweep: {seconds}; total {results['seconds']:.1f} s"]
+    return "\n".join(out)
+
+
+def plot_results(results: dict[str, Any], png_path: str | Path) -> None:
+    """Budget on x, Spearman on y, one panel per dev set; base and each trained model with interval bars (the
+    trained model's training budget drawn as a star)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = results["budgets"]
+    datasets = results["datasets"]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.0), dpi=120, squeeze=False)
+    models = results["models"]
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        for k, model in enumerate(models):
+            points = sorted(model["results"][ds["name"]]["points"], key=lambda p: p["budget"])
+            x = [budgets.index(p["budget"]) + 0.08 * (k - (len(models) - 1) / 2) for p in points]  # dodge the bars
+            y = [p["spearman"] for p in points]
+            yerr = [[p["spearman"] - p["ci_low"] for p in points], [p["ci_high"] - p["spearman"] for p in points]]
+            style = {"color": "black", "linestyle": "--"} if model["role"] == "base" else {}
+            line = ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, label=model["label"], **style)
+            if model["role"] == "trained":
+                j = next(i for i, p in enumerate(points) if p["budget"] == model["training_budget"])
+                ax.plot([x[j]], [y[j]], marker="*", markersize=14, color=line[0].get_color(), zorder=5)
+        ax.set_xticks(range(len(budgets)), [str(b) for b in budgets])
+        ax.set_xlabel("rationale budget (max tokens, greedy)")
+        ax.set_ylabel("Spearman x100")
+        ax.set_title(
+            f"{ds['name']}: {ds['pairs']} of {ds['pairs_kept']} held-out pairs ({ds['kind']} file)", fontsize=9
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+
+
+def write_report(results: dict[str, Any], prefix: str | Path) -> dict[str, str]:
+    """Write `PREFIX.json` (the results) and `PREFIX.png` (:func:`plot_results`); returns both paths."""
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".png")
+    json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    plot_results(results, png_path)
+    return {"json": str(json_path), "plot": str(png_path)}
