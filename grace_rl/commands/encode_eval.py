@@ -184,8 +184,8 @@ def _add_sts_parser(tasks: argparse._SubParsersAction) -> None:
         "Prints one JSON line (or, with --scaling, one line naming the curve files).",
         formatter_class=HelpFormatter,
         epilog=examples(
-            "grace-rl eval sts --data data/stsb_dev_sample.tsv --limit 100",
-            "grace-rl eval sts --data data/stsb_dev_sample.tsv --model runs/grace_smollm2_cpu --max-rationale-tokens 0",
+            "grace-rl eval sts --data data/stsb_dev_sample.tsv --model runs/grace_smollm2_cpu --limit 100",
+            "grace-rl eval sts --data data/stsb_dev_sample.tsv --max-rationale-tokens 0   # the text alone",
             "grace-rl eval sts --data pairs.jsonl --format jsonl --scaling 0,8,16,32",
         ),
     )
@@ -197,7 +197,9 @@ def _add_sts_parser(tasks: argparse._SubParsersAction) -> None:
         help="stsb: STS-B TSV (score in column 5, sentences in 6-7); sick: SICK TSV with a header "
         "(relatedness_score); jsonl: {sentence1, sentence2, score} lines.",
     )
-    sts.add_argument("--limit", type=int, default=None, metavar="N", help="Evaluate the first N pairs (all if omitted).")
+    sts.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="Evaluate the first N pairs (all if omitted)."
+    )
     _add_encode_options(sts)
     _add_scaling_options(sts, "sts")
     sts.set_defaults(func=cmd_eval_sts)
@@ -220,7 +222,11 @@ def _add_retrieval_parser(tasks: argparse._SubParsersAction) -> None:
     ret.add_argument("--queries", required=True, help="JSONL {_id, text} or TSV id<TAB>text.")
     ret.add_argument("--qrels", required=True, help="TSV query-id corpus-id score (BEIR), TREC qrels, or JSONL.")
     ret.add_argument(
-        "--limit-queries", type=int, default=None, metavar="N", help="Evaluate the first N judged queries (all if omitted)."
+        "--limit-queries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Evaluate the first N judged queries (all if omitted).",
     )
     _add_encode_options(ret)
     _add_scaling_options(ret, "retrieval")

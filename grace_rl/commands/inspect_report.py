@@ -10,7 +10,7 @@ from grace_rl.commands import HelpFormatter, examples
 def cmd_inspect(args: argparse.Namespace) -> int:
     from grace_rl.inspection.inspector import Selection, inspect_run  # rich only when a run is shown
 
-    fields = ("step", "prompt_id", "grep", "top", "bottom", "by", "limit", "columns")
+    fields = ("step", "prompt_id", "grep", "top", "bottom", "by", "limit", "columns", "layout")
     inspect_run(args.run_dir, Selection(**{name: getattr(args, name) for name in fields}))
     return 0
 
@@ -59,6 +59,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ins.add_argument("--grep", default=None, metavar="TEXT", help="Rationale or prompt contains TEXT (any case).")
     ins.add_argument("--limit", type=_positive_int, default=20, help="Most rollouts listed by --step/--grep.")
     ins.add_argument("--columns", type=_positive_int, default=4, help="Most steps side by side for --prompt-id.")
+    ins.add_argument(
+        "--layout",
+        choices=("auto", "table", "blocks"),
+        default="auto",
+        help="table: columns side by side; blocks: one block per step or rollout with whole ids and texts; auto: "
+        "blocks when the output is piped or the terminal is narrower than 100 columns, else tables.",
+    )
     ins.set_defaults(func=cmd_inspect)
 
     rep = sub.add_parser(

@@ -171,7 +171,7 @@ def cli(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "220")
 
     def run(*argv: str) -> tuple[int, str, str]:
-        code = cli_main(["inspect", *argv])
+        code = cli_main(["inspect", "--layout", "table", *argv])  # captured output is not a terminal
         out, err = capsys.readouterr()
         return code, out, err
 
