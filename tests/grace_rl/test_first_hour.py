@@ -56,7 +56,8 @@ def default_id_run(tmp_path_factory, tiny_model_dir):
     shutil.copytree(tiny_model_dir, cache / "models" / DEFAULT_MODEL_ID)
     rows = tmp / "rows.jsonl"
     rows.write_text("\n".join((REPO / "data" / "demo_train.jsonl").read_text().splitlines()[:16]) + "\n")
-    argv = write_recipe(tmp, Path(DEFAULT_MODEL_ID), rows, eval_sts_path=str(STS), eval_sts_limit=4)
+    settings = {"eval_sts_path": str(STS), "eval_sts_limit": 4, "save_strategy": "steps", "save_steps": 2}
+    argv = write_recipe(tmp, Path(DEFAULT_MODEL_ID), rows, **settings)
     logger, handler, stdout = logging.getLogger("grace_rl"), _Collect(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
         mp.setenv("GRACE_RL_CACHE", str(cache))
@@ -97,6 +98,8 @@ def test_printed_commands_run_in_a_new_shell_and_outputs_are_portable(default_id
     # portable: the adapter names the id as given, not cache-a's path
     adapter = json.loads((run / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == DEFAULT_MODEL_ID
+    checkpoint = json.loads((run / "checkpoint-2" / "adapter_config.json").read_text())
+    assert checkpoint["base_model_name_or_path"] == DEFAULT_MODEL_ID
     assert str(cache) not in (run / "adapter_config.json").read_text()
     # copied elsewhere, with the cache moved (the old one is gone): loads and encodes exactly as before
     elsewhere = tmp_path / "elsewhere" / "my-model"
