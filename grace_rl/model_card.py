@@ -132,13 +132,13 @@ def model_card(summary: dict[str, Any], script_args: Any, training_args: Any, mo
     else:
         lines += ["Not evaluated during training (`eval_sts_path` was not set); see `grace-rl eval sts --help`.", ""]
     lines += ["## Use", "", "```python", "from grace_rl.encoder import GraceEncoder", ""]
-    lines += [f'encoder = GraceEncoder.from_pretrained("{out.name}")  # this directory, wherever it is copied']
+    lines += [f'encoder = GraceEncoder.from_pretrained("{out}")  # this directory, wherever it is copied to']
     lines += ['embeddings = encoder.encode(["A man plays a guitar."])  # (1, hidden) float32, L2-normalised']
     lines += [
         "```",
         "",
         "```bash",
-        f"grace-rl encode --model {out.name} --input texts.txt --output emb.npy",
+        f"grace-rl encode --model {out} --input texts.txt --output emb.npy",
         "```",
         "",
     ]

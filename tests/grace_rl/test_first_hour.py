@@ -63,7 +63,8 @@ def default_id_run(tmp_path_factory, tiny_model_dir):
         mp.setenv("GRACE_RL_CACHE", str(cache))
         mp.chdir(tmp)
         logger.addHandler(handler)
-        level, logger.level = logger.level, logging.INFO  # pytest's root handler makes basicConfig a no-op
+        level = logger.level
+        logger.setLevel(logging.INFO)  # pytest's root handler makes main()'s basicConfig a no-op
         try:
             assert cli_main(["train", *argv, "--model_name_or_path", DEFAULT_MODEL_ID]) == 0
         finally:
@@ -129,4 +130,4 @@ def test_phase_messages_and_model_card(default_id_run):
     assert "Optimizer steps: 2 (of max_steps 2)" in card and "demo_train" not in card  # rows came from rows.jsonl
     assert f"| before | {summary['before']['spearman']} | 4 | 6 |" in card
     assert f"| after | {summary['after']['spearman']} | 4 | 6 |" in card
-    assert 'GraceEncoder.from_pretrained("run")' in card and "encoder.encode([" in card
+    assert f'GraceEncoder.from_pretrained("{run}")' in card and "encoder.encode([" in card
