@@ -58,8 +58,10 @@ def _summary_table(run: Run, step: int | None = None) -> Table:
 
 def _rationale_cell(rec: dict[str, Any], grep: str | None, with_prompt: bool) -> Text:
     text = Text()
-    if with_prompt:
+    if with_prompt:  # labelled, so that it is clear where the prompt ends and the rationale begins
+        text.append("prompt: ", style="bold")
         text.append(f"{rec.get('prompt') or ''}\n", style="dim italic")
+        text.append("rationale: ", style="bold")
     text.append(str(rec.get("rationale") or ""))
     if grep:
         text.highlight_words([grep], style="bold black on yellow", case_sensitive=False)
