@@ -2,6 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/grace_smollm2_cpu.yaml
+# torch/OpenMP threads of the demo. 1 by default: the README's figures were measured so, and on a box shared with
+# other work, threads beyond the free cores wait on each other (unset, torch takes every core; steps up to 14x slower
+# were seen so). 1 vs 2 not yet measured on a quiet machine; on a 2-core box of your own try `make demo THREADS=2`.
+THREADS ?= 1
 
 .PHONY: setup demo test test-slow test-ray test-faults lint format
 setup: $(VENV)/.grace-installed
@@ -10,7 +14,7 @@ $(VENV)/.grace-installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
 
 demo: setup  ## STS before -> GRACE training on the embedded default model -> STS after (re-running starts over)
-	$(VENV)/bin/grace-rl train --config $(CONFIG) --overwrite_output_dir true $(ARGS)
+	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(VENV)/bin/grace-rl train --config $(CONFIG) --overwrite_output_dir true $(ARGS)
 
 test: setup  ## fast suite (tiny models; no slow tests)
 	$(PY) -m pytest -q $(ARGS)

@@ -8,6 +8,8 @@ import importlib
 import logging
 import sys
 
+from grace_rl.commands import HelpFormatter, examples
+
 # Modules that contribute subcommands; each defines add_parser(subparsers) and sets a `func` default.
 COMMAND_MODULES = [
     "grace_rl.commands.train",
@@ -16,10 +18,28 @@ COMMAND_MODULES = [
 ]
 
 
+EPILOG = examples(
+    "grace-rl train --config configs/grace_smollm2_cpu.yaml --max_steps 2   # any recipe key as --key value",
+    "grace-rl inspect runs/grace_smollm2_cpu --top 3 --by reward",
+    "grace-rl report runs/grace_smollm2_cpu -o runs/grace_smollm2_cpu/report.html",
+    "grace-rl encode --model runs/grace_smollm2_cpu --input texts.txt --output emb.npy",
+    "grace-rl eval sts --data data/stsb_dev_sample.tsv --model runs/grace_smollm2_cpu --limit 100",
+    "",
+    "`grace-rl COMMAND --help` shows a command's options. Not on PATH? Use .venv/bin/grace-rl, or first run",
+    "`. .venv/bin/activate` in the repository.",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grace-rl", description="GRACE: rationales that become embeddings.")
+    parser = argparse.ArgumentParser(
+        prog="grace-rl",
+        description="GRACE: an LLM learns (GRPO) to write rationales that make its pooled hidden states a good "
+        "text embedding. Train, inspect the rationales, evaluate, embed.",
+        formatter_class=HelpFormatter,
+        epilog=EPILOG,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
     return parser

@@ -12,11 +12,14 @@ import torch
 from accelerate import PartialState
 from trl import ModelConfig, TrlParser, get_peft_config
 
+from grace_rl import DEFAULT_MODEL_ID
 from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import build_dataset, load_supervised, load_unsupervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
 from grace_rl.eval.sts import evaluate_sts
+from grace_rl.model_card import BaseModelIdCallback, record_base_model_id, write_model_card
 from grace_rl.models import load_model, load_tokenizer
+from grace_rl.phases import PhaseLog, StepEstimateCallback
 from grace_rl.preflight import preflight
 from grace_rl.prompts import RationaleTemplate
 from grace_rl.resume import start_run
@@ -46,6 +49,20 @@ def _eval(model, tokenizer, args: GraceConfig, script_args: GraceScriptArguments
     return result
 
 
+def _start_eval_phase(
+    phases: PhaseLog, name: str, script_args: GraceScriptArguments, args: GraceConfig, estimate: float | None = None
+) -> None:
+    if script_args.eval_sts_path:
+        pairs = f"{script_args.eval_sts_limit} pairs of {script_args.eval_sts_path}"
+        phases.start(name, f"STS on {pairs}, greedy rationales of up to {args.max_completion_length} tokens", estimate)
+
+
+def _start_training_phase(phases: PhaseLog, trainer: GraceTrainer, args: GraceConfig) -> None:
+    what = f"{args.max_steps} optimizer steps" if args.max_steps > 0 else f"{args.num_train_epochs} epochs"
+    phases.start("training", f"{what}, {args.num_generations} rationales per text; an estimate follows step 1")
+    trainer.add_callback(StepEstimateCallback(enabled=phases.enabled))
+
+
 def load_rows_for_task(script_args: GraceScriptArguments, training_args: GraceConfig) -> list[dict[str, Any]]:
     """Validated training rows for the configured task (supervised rows, or plain texts for the unsupervised task)."""
     if script_args.task == "supervised":
@@ -72,7 +89,10 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     model = load_model(model_path, dtype=dtype, trust_remote_code=trust)
     template = RationaleTemplate(training_args.instruction)
     dataset = build_dataset(rows, template)
+    phases = PhaseLog(enabled=training_args.process_index == 0)
+    _start_eval_phase(phases, "before-eval", script_args, training_args)
     summary: dict[str, Any] = {"before": _eval(model, tokenizer, training_args, script_args, "before")}
+    phases.end("before-eval")
     trainer = GraceTrainer(
         model=model,
         args=training_args,
@@ -82,12 +102,17 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
         peft_config=get_peft_config(model_args),
         corpus=checked.corpus,
     )
+    model_id = model_args.model_name_or_path or DEFAULT_MODEL_ID  # adapters record it as given, not the cache path
+    trainer.add_callback(BaseModelIdCallback(model_id))
+    _start_training_phase(phases, trainer, training_args)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checked.checkpoint) if checked.checkpoint else None)
     train_seconds = time.perf_counter() - start
+    phases.end("training")
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(training_args.output_dir)
+        record_base_model_id(training_args.output_dir, model_id)
         save_grace_meta(
             training_args.output_dir,
             training_args.instruction,
@@ -95,8 +120,11 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
             training_args.max_completion_length,
         )
     steps = max(trainer.state.global_step, 1)
+    _start_eval_phase(phases, "after-eval", script_args, training_args, estimate=phases.seconds.get("before-eval"))
+    after = _eval(trainer.model, tokenizer, training_args, script_args, "after")
+    phases.end("after-eval")
     summary.update(
-        after=_eval(trainer.model, tokenizer, training_args, script_args, "after"),
+        after=after,
         steps=trainer.state.global_step,
         train_seconds=round(train_seconds, 1),
         seconds_per_step=round(train_seconds / steps, 1),
@@ -105,4 +133,5 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     )
     if trainer.accelerator.is_main_process:
         atomic_write(Path(training_args.output_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+        write_model_card(summary, script_args, training_args, model_args)
     return summary

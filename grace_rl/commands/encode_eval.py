@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from grace_rl import DEFAULT_MODEL_ID
+from grace_rl.commands import HelpFormatter, examples
 
 STS_FORMATS = (
     "stsb",
@@ -26,22 +28,44 @@ def _encoder(args: argparse.Namespace):
 
 
 def _add_encode_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL_ID, help="Default id, a local HF dir, or a GRACE output dir.")
-    p.add_argument("--max-rationale-tokens", type=int, default=None, help="Rationale budget (0 = no rationale).")
     p.add_argument(
-        "--num-rationales", type=int, default=1, help="Rationales per text, averaged (needs --temperature)."
+        "--model",
+        default=DEFAULT_MODEL_ID,
+        help="The embedded default model id, a local Hugging Face model directory, or a GRACE run directory "
+        "(its adapter or weights; the base model is resolved again on this machine).",
+    )
+    p.add_argument(
+        "--max-rationale-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Rationale budget in tokens; 0 pools the text alone (no rationale). Omitted: the budget the model was "
+        "trained with (max_rationale_tokens in a GRACE run's grace_config.json), else 32.",
+    )
+    p.add_argument(
+        "--num-rationales",
+        type=int,
+        default=1,
+        metavar="K",
+        help="Rationales per text; their embeddings are averaged (K > 1 needs --temperature > 0).",
     )
     p.add_argument("--temperature", type=float, default=0.0, help="Rationale sampling temperature (0 = greedy).")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--trust-remote-code", action="store_true", help="Allow custom model code (off by default).")
+    p.add_argument(
+        "--batch-size", type=int, default=16, metavar="B", help="Texts per generation / forward batch (memory)."
+    )
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="Allow a model's own Python code (off unless given)."
+    )
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
-    texts = [line for line in Path(args.input).read_text(encoding="utf-8").splitlines() if line.strip()]
+    source = sys.stdin.read() if args.input == "-" else Path(args.input).read_text(encoding="utf-8")
+    texts = [line for line in source.splitlines() if line.strip()]
     if not texts:
-        raise ValueError(f"{args.input} has no non-empty lines to encode.")
+        where = "standard input" if args.input == "-" else args.input
+        raise ValueError(f"{where} has no non-empty lines to encode; give one text per line.")
     emb = _encoder(args).encode(
         texts,
         batch_size=args.batch_size,
@@ -72,7 +96,10 @@ def _add_scaling_options(p: argparse.ArgumentParser, task: str) -> None:
         help="Evaluate at each rationale budget (e.g. 0,8,16,32,64) and write the curve as JSON + PNG.",
     )
     p.add_argument(
-        "--scaling-out", default=f"{task}_scaling", metavar="PREFIX", help="Writes PREFIX.json and PREFIX.png."
+        "--scaling-out",
+        default=f"{task}_scaling",
+        metavar="PREFIX",
+        help="With --scaling: writes PREFIX.json and PREFIX.png.",
     )
 
 
@@ -120,29 +147,87 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    enc = sub.add_parser("encode", help="Embed the lines of a text file into a .npy array.")
-    enc.add_argument("--input", required=True, help="Text file, one text per line.")
-    enc.add_argument("--output", required=True, help="Output .npy path.")
+    enc = sub.add_parser(
+        "encode",
+        help="Embed the lines of a text file into a .npy array.",
+        description="Embed each non-empty line: write a rationale (greedy by default), then pool text + rationale. "
+        "Prints one JSON line (texts, dim, output).",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "grace-rl encode --input texts.txt --output emb.npy",
+            "grace-rl encode --model runs/grace_smollm2_cpu --input texts.txt --output emb.npy",
+            "echo 'A man plays a guitar' | grace-rl encode --model runs/grace_smollm2_cpu --input - --output emb.npy",
+        ),
+    )
+    enc.add_argument("--input", required=True, help="Text file, one text per line ('-' reads standard input).")
+    enc.add_argument("--output", required=True, help="Output .npy path: a float32 (texts, hidden size) array.")
     _add_encode_options(enc)
     enc.set_defaults(func=cmd_encode)
 
-    ev = sub.add_parser("eval", help="Evaluate embeddings.")
-    tasks = ev.add_subparsers(dest="task", required=True)
-    sts = tasks.add_parser("sts", help="Spearman (x100) of cosine vs gold scores.")
-    sts.add_argument("--data", required=True, help="STS file.")
-    sts.add_argument("--format", choices=STS_FORMATS, default="stsb")
-    sts.add_argument("--limit", type=int, default=None, help="Evaluate the first N pairs.")
+    ev = sub.add_parser(
+        "eval",
+        help="Evaluate embeddings (sts, retrieval).",
+        description="Evaluate embeddings; `grace-rl eval TASK --help` lists a task's options.",
+        formatter_class=HelpFormatter,
+        epilog=examples("grace-rl eval sts --help", "grace-rl eval retrieval --help"),
+    )
+    tasks = ev.add_subparsers(dest="task", required=True, metavar="TASK")
+    _add_sts_parser(tasks)
+    _add_retrieval_parser(tasks)
+
+
+def _add_sts_parser(tasks: argparse._SubParsersAction) -> None:
+    sts = tasks.add_parser(
+        "sts",
+        help="Spearman (x100) of cosine vs gold scores.",
+        description="Spearman correlation (x100) between the cosine of each pair's embeddings and the gold score. "
+        "Prints one JSON line (or, with --scaling, one line naming the curve files).",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "grace-rl eval sts --data data/stsb_dev_sample.tsv --model runs/grace_smollm2_cpu --limit 100",
+            "grace-rl eval sts --data data/stsb_dev_sample.tsv --max-rationale-tokens 0   # the text alone",
+            "grace-rl eval sts --data pairs.jsonl --format jsonl --scaling 0,8,16,32",
+        ),
+    )
+    sts.add_argument("--data", required=True, help="STS file in --format.")
+    sts.add_argument(
+        "--format",
+        choices=STS_FORMATS,
+        default="stsb",
+        help="stsb: STS-B TSV (score in column 5, sentences in 6-7); sick: SICK TSV with a header "
+        "(relatedness_score); jsonl: {sentence1, sentence2, score} lines.",
+    )
+    sts.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="Evaluate the first N pairs (all if omitted)."
+    )
     _add_encode_options(sts)
     _add_scaling_options(sts, "sts")
     sts.set_defaults(func=cmd_eval_sts)
 
+
+def _add_retrieval_parser(tasks: argparse._SubParsersAction) -> None:
     ret = tasks.add_parser(
-        "retrieval", help="nDCG@10, MRR@10, recall@100 (x100) of a FAISS inner-product search over the corpus."
+        "retrieval",
+        help="nDCG@10, MRR@10, recall@100 (x100) of a FAISS inner-product search over the corpus.",
+        description="Embed corpus and queries, search the corpus by inner product (FAISS) and score the ranking "
+        "against the qrels: nDCG@10, MRR@10, recall@100 (x100). Prints one JSON line.",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "grace-rl eval retrieval --corpus corpus.jsonl --queries queries.jsonl --qrels qrels/test.tsv",
+            "grace-rl eval retrieval --corpus c.tsv --queries q.tsv --qrels qrels.tsv --limit-queries 50 "
+            "--max-rationale-tokens 0",
+        ),
     )
     ret.add_argument("--corpus", required=True, help="JSONL {_id, text, title?} or TSV id<TAB>text.")
     ret.add_argument("--queries", required=True, help="JSONL {_id, text} or TSV id<TAB>text.")
     ret.add_argument("--qrels", required=True, help="TSV query-id corpus-id score (BEIR), TREC qrels, or JSONL.")
-    ret.add_argument("--limit-queries", type=int, default=None, help="Evaluate the first N judged queries.")
+    ret.add_argument(
+        "--limit-queries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Evaluate the first N judged queries (all if omitted).",
+    )
     _add_encode_options(ret)
     _add_scaling_options(ret, "retrieval")
     ret.set_defaults(func=cmd_eval_retrieval)

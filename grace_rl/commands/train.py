@@ -8,24 +8,73 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import sys
+from pathlib import Path
 from typing import Any
+
+EXAMPLE_TEXT = "A man is playing a guitar."
+
+
+def _shell_path(path: str | Path) -> str:
+    """`path` relative to the working directory when it lies inside it (as a person would type it), else absolute."""
+    path = Path(os.path.abspath(path))  # no symlink resolution: .venv/bin/python must stay the venv's python
+    try:
+        return shlex.quote(str(path.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(path))
+
+
+def grace_rl_command() -> str:
+    """How to run `grace-rl` from a new shell (where the venv is not active): the `grace-rl` script installed next to
+    this interpreter (`.venv/bin/grace-rl`), else `python -m grace_rl.cli` with this interpreter."""
+    script = Path(sys.executable).parent / "grace-rl"
+    if script.is_file() and os.access(script, os.X_OK):
+        return _shell_path(script)
+    return f"{_shell_path(sys.executable)} -m grace_rl.cli"
+
+
+def follow_up_commands(output_dir: str | Path) -> list[tuple[str, str]]:
+    """(what, command line) pairs that work as printed in a new shell started in the current directory."""
+    exe, out = grace_rl_command(), _shell_path(output_dir)
+    embed = f"{out}/example_embedding.npy"
+    return [
+        ("look at the rationales", f"{exe} inspect {out} --top 3 --by reward"),
+        ("HTML report", f"{exe} report {out} -o {out}/report.html"),
+        ("embed text", f"echo {shlex.quote(EXAMPLE_TEXT)} | {exe} encode --model {out} --input - --output {embed}"),
+    ]
+
+
+def print_next_steps(summary: dict[str, Any]) -> None:
+    """Where the run is and the commands to look at it (copy-paste ready, from this directory)."""
+    out = summary.get("output_dir")
+    if not out:
+        return
+    print(f"Model (adapter or weights), model card (README.md) + rationale log: {out}")
+    print(f"Next (in a new shell too, from {Path.cwd()}):")
+    commands = follow_up_commands(out)
+    width = max(len(what) for what, _ in commands) + 2
+    for what, line in commands:
+        print(f"  {what + ':':<{width}} {line}")
+    activate = Path(sys.executable).parent / "activate"
+    if activate.is_file():
+        print(f"  (or run `. {_shell_path(activate)}` once in a shell, then plain `grace-rl ...`)")
 
 
 def run_training(argv: list[str]) -> dict[str, Any]:
     """Parse a recipe plus overrides with `trl.TrlParser` and train; prints the summary and where to look next."""
+    from grace_rl.known_warnings import silence_known_warnings
+
+    silence_known_warnings()
     from grace_rl.train import main, parse_args
 
     summary = main(*parse_args(argv))
     print(json.dumps(summary, indent=2))
-    out = summary.get("output_dir")
-    if out:
-        if summary.get("before") and summary.get("after"):
-            before, after = summary["before"]["spearman"], summary["after"]["spearman"]
-            print(f"\nSTS Spearman x100 (greedy rationale): before {before} -> after {after}")
-        print(f"Model (adapter or weights) + rationale log: {out}")
-        print(f"  look at the rationales:  grace-rl inspect {out} --top 3 --by reward")
-        print(f"  HTML report:             grace-rl report {out} -o {out}/report.html")
-        print(f"  embed text:              grace-rl encode --model {out} --input texts.txt --output emb.npy")
+    if summary.get("before") and summary.get("after"):
+        before, after = summary["before"]["spearman"], summary["after"]["spearman"]
+        print(f"\nSTS Spearman x100 (greedy rationale): before {before} -> after {after}")
+    print_next_steps(summary)
     return summary
 
 

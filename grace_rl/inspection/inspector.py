@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from grace_rl.inspection import blocks
 from grace_rl.inspection.log import (
     Run,
     filter_records,
@@ -57,8 +58,10 @@ def _summary_table(run: Run, step: int | None = None) -> Table:
 
 def _rationale_cell(rec: dict[str, Any], grep: str | None, with_prompt: bool) -> Text:
     text = Text()
-    if with_prompt:
+    if with_prompt:  # labelled, so that it is clear where the prompt ends and the rationale begins
+        text.append("prompt: ", style="bold")
         text.append(f"{rec.get('prompt') or ''}\n", style="dim italic")
+        text.append("rationale: ", style="bold")
     text.append(str(rec.get("rationale") or ""))
     if grep:
         text.highlight_words([grep], style="bold black on yellow", case_sensitive=False)
@@ -88,11 +91,15 @@ def _records_table(run: Run, records: list[dict[str, Any]], title: str, grep: st
     return table
 
 
-def _history_table(run: Run, history: dict[int, list[dict[str, Any]]], columns: int, grep: str | None) -> Table:
-    steps = list(history)
-    if len(steps) > columns:  # evenly spaced, always first and last
-        picks = {round(i * (len(steps) - 1) / (columns - 1)) for i in range(columns)} if columns > 1 else {0}
-        steps = [steps[i] for i in sorted(picks)]
+def _pick_steps(steps: list[int], columns: int) -> list[int]:
+    """At most `columns` of `steps`, evenly spaced, always the first and the last."""
+    if len(steps) <= columns:
+        return steps
+    picks = {round(i * (len(steps) - 1) / (columns - 1)) for i in range(columns)} if columns > 1 else {0}
+    return [steps[i] for i in sorted(picks)]
+
+
+def _history_table(run: Run, history: dict[int, list[dict[str, Any]]], steps: list[int], grep: str | None) -> Table:
     table = Table(show_lines=True, expand=True)
     for step in steps:
         table.add_column(f"step {step}", ratio=1)
@@ -124,6 +131,8 @@ class Selection:
         by (`str`): `reward`, `advantage`, `length` or a reward term.
         limit (`int`): most rollouts listed by `step` / `grep`.
         columns (`int`): most steps side by side for `prompt_id`.
+        layout (`str`): `table`, `blocks` (one block per record: whole ids and texts), or `auto` (blocks when
+            the output is piped or narrower than `blocks.MIN_TABLE_WIDTH` columns).
     """
 
     step: int | None = None
@@ -134,6 +143,7 @@ class Selection:
     by: str = "reward"
     limit: int = 20
     columns: int = 4
+    layout: str = "auto"
 
 
 def _check_selection(run: Run, args: Selection) -> None:
@@ -163,10 +173,11 @@ def inspect_run(run_dir: str | Path, args: Selection, console: Console | None = 
     console = console or Console()
     run = load_run(run_dir)
     _check_selection(run, args)
+    as_blocks = blocks.use_blocks(console, args.layout)
     _header(console, run)
     selecting = any(v is not None for v in (args.step, args.prompt_id, args.grep, args.top, args.bottom))
     if not selecting:
-        console.print(_summary_table(run))
+        _print_steps(console, run, as_blocks)
         return
     records = filter_records(run.records, step=args.step, prompt_id=args.prompt_id, grep=args.grep)
     where = ", ".join(
@@ -175,7 +186,7 @@ def inspect_run(run_dir: str | Path, args: Selection, console: Console | None = 
         if value is not None
     )
     if args.step is not None:
-        console.print(_summary_table(run, step=args.step))
+        _print_steps(console, run, as_blocks, step=args.step)
     if not records:
         console.print(f"No rollouts match ({where}).")
         return
@@ -185,16 +196,48 @@ def inspect_run(run_dir: str | Path, args: Selection, console: Console | None = 
             if k is not None:
                 ranked = rank_records(records, args.by, k, bottom=bottom)
                 title = f"{'Bottom' if bottom else 'Top'} {len(ranked)} by {args.by}{suffix}"
-                console.print(_records_table(run, ranked, title, args.grep))
+                _print_records(console, run, ranked, title, args.grep, as_blocks)
         return
     if args.prompt_id is not None:
-        history = prompt_history(records, args.prompt_id)
-        console.print(Text(f"prompt {args.prompt_id}: ", style="bold") + Text(str(records[0].get("prompt") or "")))
-        if len(history) > args.columns:
-            console.print(f"{len(history)} steps; showing {args.columns} evenly spaced (use --columns or --step).")
-        console.print(_history_table(run, history, args.columns, args.grep))
+        _print_history(console, run, records, args, as_blocks)
         return
     shown = records[: args.limit]
-    console.print(_records_table(run, shown, f"{len(records)} rollouts{suffix}", args.grep))
+    _print_records(console, run, shown, f"{len(records)} rollouts{suffix}", args.grep, as_blocks)
     if len(records) > len(shown):
         console.print(f"{len(records) - len(shown)} more not shown; raise --limit, or use --top/--bottom.")
+
+
+def _print_steps(console: Console, run: Run, as_blocks: bool, step: int | None = None) -> None:
+    if as_blocks:
+        blocks.print_steps(console, run, [s for s in summarize_steps(run.records) if step in (None, s.step)])
+    else:
+        console.print(_summary_table(run, step=step))
+
+
+def _print_records(
+    console: Console, run: Run, records: list[dict[str, Any]], title: str, grep: str | None, as_blocks: bool
+) -> None:
+    if as_blocks:
+        blocks.print_records(console, run, records, title, grep)
+    else:
+        console.print(_records_table(run, records, title, grep))
+
+
+def _print_history(
+    console: Console, run: Run, records: list[dict[str, Any]], args: Selection, as_blocks: bool
+) -> None:
+    history = prompt_history(records, args.prompt_id)
+    steps = _pick_steps(list(history), args.columns)
+    if as_blocks:
+        console.print(Text("prompt id: ", style="bold") + Text(str(args.prompt_id)))
+        console.print(
+            blocks.labelled("prompt", str(records[0].get("prompt") or ""), console.width, args.grep, style="italic")
+        )
+    else:
+        console.print(Text(f"prompt {args.prompt_id}: ", style="bold") + Text(str(records[0].get("prompt") or "")))
+    if len(history) > args.columns:
+        console.print(f"{len(history)} steps; showing {args.columns} evenly spaced (use --columns or --step).")
+    if as_blocks:
+        blocks.print_history(console, run, history, steps, args.grep)
+    else:
+        console.print(_history_table(run, history, steps, args.grep))

@@ -171,7 +171,7 @@ def cli(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "220")
 
     def run(*argv: str) -> tuple[int, str, str]:
-        code = cli_main(["inspect", *argv])
+        code = cli_main(["inspect", "--layout", "table", *argv])  # captured output is not a terminal
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -192,6 +192,7 @@ def test_cli_top_bottom(cli, run_dir):
     assert code == 0
     assert "Top 1 by contrastive" in out and "Bottom 1 by contrastive" in out
     assert "step 3 prompt a rollout 1" in out and "step 1 prompt a rollout 0" in out
+    assert "prompt: input a" in out and "rationale: step 3 prompt a rollout 1" in out  # labelled, even in a table
     assert out.count(" rollout ") == 2
     code, out, _ = cli(str(run_dir), "--top", "3", "--by", "reward", "--step", "1")
     assert out.count("step 1 prompt") == 3 and "step 2 prompt" not in out
