@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from trl import ModelConfig, TrlParser, get_peft_config
 from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import build_dataset, load_supervised, load_unsupervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
+from grace_rl.errors import ZeroStepsError
 from grace_rl.eval.sts import evaluate_sts
 from grace_rl.models import load_model, load_tokenizer
 from grace_rl.preflight import preflight
@@ -27,6 +29,12 @@ logger = logging.getLogger("grace_rl")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[GraceScriptArguments, GraceConfig, ModelConfig]:
+    from grace_rl.input_checks import check_config_file
+
+    args = list(argv) if argv is not None else sys.argv[1:]
+    for flag, value in zip(args, args[1:], strict=False):  # the recipe, before TRL parses it (size, alias bombs)
+        if flag == "--config":
+            check_config_file(value)
     parser = TrlParser((GraceScriptArguments, GraceConfig, ModelConfig))
     return parser.parse_args_and_config(args=argv)
 
@@ -85,6 +93,11 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checked.checkpoint) if checked.checkpoint else None)
     train_seconds = time.perf_counter() - start
+    if trainer.state.global_step == 0:  # the preflight makes this unreachable; never report an untrained model as done
+        raise ZeroStepsError(
+            f"training ran 0 optimizer steps over {len(dataset)} rows (max_steps={training_args.max_steps}); nothing "
+            "was trained or saved - add rows or check max_steps / num_train_epochs."
+        )
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(training_args.output_dir)
@@ -104,5 +117,7 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
         rationale_log=str(Path(training_args.output_dir, RATIONALE_LOG).resolve()),
     )
     if trainer.accelerator.is_main_process:
-        atomic_write(Path(training_args.output_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+        atomic_write(
+            Path(training_args.output_dir, SUMMARY_FILE), json.dumps(summary, indent=2, allow_nan=False) + "\n"
+        )
     return summary

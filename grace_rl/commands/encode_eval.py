@@ -37,9 +37,16 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    import io
+
     import numpy as np
 
-    texts = [line for line in Path(args.input).read_text(encoding="utf-8").splitlines() if line.strip()]
+    from grace_rl.data import read_text_lines
+    from grace_rl.run_files import atomic_write, refuse_overwriting
+
+    output = args.output if str(args.output).endswith(".npy") else f"{args.output}.npy"  # np.save's naming
+    output = refuse_overwriting(output, [args.input], flag="--output")
+    texts = [line.rstrip("\r") for line in read_text_lines(Path(args.input)).split("\n") if line.strip()]
     if not texts:
         raise ValueError(f"{args.input} has no non-empty lines to encode.")
     emb = _encoder(args).encode(
@@ -49,8 +56,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
         num_rationales=args.num_rationales,
         temperature=args.temperature,
     )
-    np.save(args.output, emb)
-    print(json.dumps({"texts": len(texts), "dim": int(emb.shape[1]), "output": str(args.output)}))
+    buffer = io.BytesIO()
+    np.save(buffer, emb)
+    atomic_write(output, buffer.getvalue())  # a reader never sees half an array
+    print(json.dumps({"texts": len(texts), "dim": int(emb.shape[1]), "output": str(output)}))
     return 0
 
 
