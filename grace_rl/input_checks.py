@@ -30,7 +30,7 @@ RANGES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("anchor_temperature", lambda v: v >= 0, ">= 0 (0 = greedy)"),
     ("beta", lambda v: v >= 0, ">= 0"),
     ("weight_decay", lambda v: v >= 0, ">= 0"),
-    ("warmup_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("warmup_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),  # a float ratio only in older transformers
     ("max_grad_norm", lambda v: v >= 0, ">= 0"),
     ("num_train_epochs", lambda v: v > 0, "> 0"),
     ("max_steps", lambda v: v >= 1 or v == -1, ">= 1 (or -1: num_train_epochs decides)"),
