@@ -27,6 +27,24 @@ def save_grace_meta(output_dir: str | Path, instruction: str, pooling: str, max_
     atomic_write(Path(output_dir, GRACE_META), json.dumps(meta, indent=2) + "\n")
 
 
+def check_encode_options(
+    max_rationale_tokens: int | None, num_rationales: int, temperature: float, batch_size: int
+) -> None:
+    """The numbers of :meth:`GraceEncoder.encode`: a budget >= 0 (`None` = the model's), >= 1 rationale, a finite
+    temperature >= 0 (> 0 for several rationales), a batch size >= 1."""
+    budget = max_rationale_tokens
+    if budget is not None and not (isinstance(budget, int) and budget >= 0):
+        raise ValueError(f"max_rationale_tokens must be an integer >= 0 (0 = no rationale), got {budget!r}.")
+    if num_rationales < 1:
+        raise ValueError(f"num_rationales must be >= 1, got {num_rationales}.")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if num_rationales > 1 and temperature <= 0:
+        raise ValueError("num_rationales > 1 needs temperature > 0 (greedy rationales would all be the same).")
+
+
 class GraceEncoder:
     """Embeds texts as GRACE does: generate a rationale (greedy by default), then mean-pool text + rationale.
 
@@ -105,16 +123,7 @@ class GraceEncoder:
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         budget = self.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
-        if num_rationales < 1:
-            raise ValueError(f"num_rationales must be >= 1, got {num_rationales}.")
-        if not (isinstance(budget, int) and budget >= 0):
-            raise ValueError(f"max_rationale_tokens must be an integer >= 0 (0 = no rationale), got {budget!r}.")
-        if not (math.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}.")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        if num_rationales > 1 and temperature <= 0:
-            raise ValueError("num_rationales > 1 needs temperature > 0 (greedy rationales would all be the same).")
+        check_encode_options(budget, num_rationales, temperature, batch_size)
         rationale_ids = self.embedder.generate_rationales(
             texts, budget, temperature, num_rationales, batch_size=batch_size, show_progress_bar=show_progress_bar
         )

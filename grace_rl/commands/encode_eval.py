@@ -20,7 +20,11 @@ STS_FORMATS = (
 
 
 def _encoder(args: argparse.Namespace):
-    from grace_rl.encoder import GraceEncoder
+    from grace_rl.encoder import GraceEncoder, check_encode_options
+
+    check_encode_options(
+        args.max_rationale_tokens, args.num_rationales, args.temperature, args.batch_size
+    )  # fail fast
 
     return GraceEncoder.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
 
@@ -110,7 +114,9 @@ def _run_eval(args: argparse.Namespace, task: str, evaluate: Callable[..., dict[
 
 
 def cmd_eval_sts(args: argparse.Namespace) -> int:
-    from grace_rl.eval.sts import evaluate_sts
+    from grace_rl.eval.sts import evaluate_sts, read_sts
+
+    read_sts(args.data, args.format, args.limit)  # a bad file fails before the model is loaded
 
     return _run_eval(args, "sts", functools.partial(evaluate_sts, path=args.data, fmt=args.format, limit=args.limit))
 
