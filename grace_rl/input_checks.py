@@ -22,7 +22,7 @@ MAX_CONFIG_NODES = 100_000  # YAML nodes after expanding aliases (a "billion lau
 
 # (field, test, what it must be); NaN fails every comparison, so each test is false for NaN.
 RANGES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
-    ("learning_rate", lambda v: v > 0, "> 0"),
+    ("learning_rate", lambda v: v >= 0, ">= 0"),  # 0 is allowed: tests pin the weights with it
     ("max_completion_length", lambda v: v >= 1, ">= 1 token"),
     ("temperature", lambda v: v > 0, "> 0"),
     ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"),

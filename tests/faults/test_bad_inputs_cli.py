@@ -86,7 +86,7 @@ CASES = [
         ["rows.jsonl:3: row 3", "'query'", "lone surrogate", "fix or remove"],
     ),
     ("max-completion-length-zero", lambda c: c.argv(max_completion_length=0), ["max_completion_length", "got 0"]),
-    ("learning-rate-negative", lambda c: c.argv(learning_rate=-1e-3), ["learning_rate must be > 0", "-0.001"]),
+    ("learning-rate-negative", lambda c: c.argv(learning_rate=-1e-3), ["learning_rate must be >= 0", "-0.001"]),
     ("temperature-nan", lambda c: c.argv(temperature=float("nan")), ["temperature is nan", "finite"]),
     ("max-steps-fraction", lambda c: c.argv(max_steps=1.7), ["max_steps must be an integer", "1.7"]),
     (
@@ -203,10 +203,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 
 def test_debug_keeps_the_traceback(tmp_path, tiny_model_dir, demo_rows, recipe, monkeypatch, capsys):
     argv = ["train", *recipe(tmp_path, tiny_model_dir, demo_rows, learning_rate=-1.0)]
-    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+    with pytest.raises(ValueError, match="learning_rate must be >= 0"):
         cli_main([*argv, "--debug"])
     monkeypatch.setenv("GRACE_RL_DEBUG", "1")
-    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+    with pytest.raises(ValueError, match="learning_rate must be >= 0"):
         cli_main(argv)
     monkeypatch.setenv("GRACE_RL_DEBUG", "0")
     assert cli_main(argv) == 2 and "learning_rate" in _one_line_error(capsys)
