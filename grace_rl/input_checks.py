@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,15 +50,19 @@ def _field_types(obj: Any) -> dict[str, Any]:
         return {}
 
 
-def _wants_int(hint: Any) -> bool:
-    """`int` or `int | None` (not `float | int`, `str | int`, ...)."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    return args == [int]
+def _wants(hint: Any, kind: type) -> bool:
+    """`kind` or `kind | None` (not `float | int`, `str | int`, ...)."""
+    if hint is kind:
+        return True
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return False  # list[str], dict[...], Literal[...]
+    return [a for a in typing.get_args(hint) if a is not type(None)] == [kind]
 
 
 def check_numbers(*configs: Any) -> None:
     """Every numeric option of the dataclasses `configs`: finite (no NaN/inf), an integer where the field is one
-    (a YAML `max_steps: 1.7` is not), and in range (:data:`RANGES`)."""
+    (a YAML `max_steps: 1.7` is not), and in range (:data:`RANGES`); a string where the field is one; a non-empty
+    `instruction`."""
     for config in configs:
         hints = _field_types(config)
         for f in dataclasses.fields(config):
@@ -66,8 +71,13 @@ def check_numbers(*configs: Any) -> None:
             for v in values:
                 if isinstance(v, float) and not math.isfinite(v):
                     raise ValueError(f"{f.name} is {v!r}; it must be a finite number - fix it in the recipe.")
-            if _wants_int(hints.get(f.name)) and value is not None and (type(value) is not int):
+            if _wants(hints.get(f.name), int) and value is not None and (type(value) is not int):
                 raise ValueError(f"{f.name} must be an integer, got {value!r} - fix it in the recipe.")
+            if _wants(hints.get(f.name), str) and value is not None and not isinstance(value, str):
+                raise ValueError(f"{f.name} must be a string, got {value!r} - fix it in the recipe (quote it).")
+        instruction = getattr(config, "instruction", None)
+        if isinstance(instruction, str) and not instruction.strip():
+            raise ValueError("instruction is empty; it is the system turn asking for a rationale - set it or drop it.")
         for name, ok, rule in RANGES:
             value = getattr(config, name, None)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):

@@ -28,15 +28,31 @@ from grace_rl.trainer import GraceTrainer, build_reward
 logger = logging.getLogger("grace_rl")
 
 
+class _RecipeParser(TrlParser):
+    """TRL's parser whose argument errors (`max_steps: abc`) raise `ValueError` naming the recipe, so the entry
+    point's error layer prints them as one line, instead of argparse's usage text and `SystemExit`."""
+
+    recipe = "the command line"
+
+    def error(self, message: str):  # noqa: D102 - argparse hook
+        raise ValueError(f"{self.recipe}: {message} - fix the value (see `grace-rl train --help`).")
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[GraceScriptArguments, GraceConfig, ModelConfig]:
-    from grace_rl.input_checks import check_config_file
+    from grace_rl.input_checks import check_config_file, check_numbers
 
     args = list(argv) if argv is not None else sys.argv[1:]
+    parser = _RecipeParser((GraceScriptArguments, GraceConfig, ModelConfig))
     for flag, value in zip(args, args[1:], strict=False):  # the recipe, before TRL parses it (size, alias bombs)
         if flag == "--config":
             check_config_file(value)
-    parser = TrlParser((GraceScriptArguments, GraceConfig, ModelConfig))
-    return parser.parse_args_and_config(args=argv)
+            parser.recipe = f"{value} (or the command line)"
+    try:
+        parsed = parser.parse_args_and_config(args=argv)
+    except TypeError as err:  # a recipe value of the wrong type (e.g. `max_completion_length: null`) in a check
+        raise ValueError(f"{parser.recipe}: a value has the wrong type ({err}) - check the recipe's values.") from err
+    check_numbers(*parsed)  # again in the preflight; here it runs before the rows are loaded
+    return parsed
 
 
 def _eval(model, tokenizer, args: GraceConfig, script_args: GraceScriptArguments, label: str) -> dict[str, Any] | None:

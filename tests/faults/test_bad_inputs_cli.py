@@ -123,6 +123,15 @@ CASES = [
         lambda c: c.argv(eval_sts_path=_sts(c, [_stsb("3.0", 1), _stsb("3.0", 2)])),
         ["sts.tsv", "every gold score is 3.0"],
     ),
+    ("max-completion-length-null", lambda c: c.argv(max_completion_length=None), ["recipe.yaml", "wrong type"]),
+    ("dataset-path-a-number", lambda c: c.argv(dataset_path=5), ["dataset_path must be a string", "got 5"]),
+    ("output-dir-a-number", lambda c: c.argv(output_dir=123), ["recipe.yaml", "wrong type"]),
+    ("max-steps-not-a-number", lambda c: c.argv(max_steps="abc"), ["recipe.yaml", "invalid int value: 'abc'"]),
+    ("seed-not-a-number", lambda c: c.argv(seed="x"), ["recipe.yaml", "--seed", "invalid int value"]),
+    ("unknown-recipe-key", lambda c: c.argv(lerning_rate=1e-4), ["lerning_rate"]),
+    ("instruction-empty", lambda c: c.argv(instruction="  "), ["instruction is empty"]),
+    ("batch-size-zero", lambda c: c.argv(per_device_train_batch_size=0), ["per_device_train_batch_size must be >= 1"]),
+    ("num-iterations-zero", lambda c: c.argv(num_iterations=0), ["num_iterations must be >= 1"]),
     # ---- class 3: a directory holding a user's own files ---------------------------------------------------------
     ("output-dir-holds-user-files", _user_files, ["not empty and holds no grace-rl run", "README.md", "overwrite"]),
     # ---- class 4: unreadable data files --------------------------------------------------------------------------
