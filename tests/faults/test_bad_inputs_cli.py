@@ -235,6 +235,7 @@ def test_a_failed_start_does_not_block_the_output_directory(tmp_path, tiny_model
     tally.fault_survived()
 
 
+@pytest.mark.slow  # a subprocess importing torch + TRL: ~10 s idle, ~50 s on the busy 2 cores
 def test_script_entry_prints_one_line(tmp_path, tiny_model_dir, demo_rows, recipe):
     """`scripts/train_grace.py` (what deepspeed / accelerate launch) goes through the same layer."""
     argv = recipe(tmp_path, tiny_model_dir, demo_rows, temperature=float("nan"))
