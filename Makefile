@@ -25,7 +25,7 @@ test-slow: setup  ## the real default model (minutes)
 test-ray: setup  ## tests that start a local 2-CPU Ray cluster (about 2 min)
 	$(PY) -m pytest -q -m 'ray and not faults' $(ARGS)
 
-test-faults: setup  ## the fault-injection suite; prints the tally (about 3.5 min)
+test-faults: setup  ## the fault-injection suite; prints the tally (about 4.5 min)
 	$(PY) -m pytest -q -m faults $(ARGS)
 
 lint: setup  ## ruff check + format check (what CI and pre-commit run)

@@ -8,6 +8,7 @@ import importlib
 import logging
 import sys
 
+from grace_rl import errors
 from grace_rl.commands import HelpFormatter, examples
 
 # Modules that contribute subcommands; each defines add_parser(subparsers) and sets a `func` default.
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
+    parser.add_argument(errors.DEBUG_FLAG, action="store_true", help="Show the traceback of an error (anywhere).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, debug = errors.pop_debug(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if getattr(args, "passthrough", False):  # `train`: everything after the verb goes to TrlParser
@@ -56,11 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
         )
-    try:
-        return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"grace-rl {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return errors.run_command(args.func, args, debug=debug)  # a known error: one line, exit 2
 
 
 if __name__ == "__main__":

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-from grace_rl.run_files import JsonlError, read_jsonl
+from grace_rl.run_files import JsonlError, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
 SUPERVISED_FIELDS = ("query", "positive")
 OPTIONAL_FIELDS = ("negatives", "id", "source", "positive_ids")
-MAX_TEXT_CHARS = 20_000
+MAX_TEXT_CHARS = 20_000  # a first cheap cut; the token limit from the model's context is checked in preflight
+VISIBLE = ("L", "N", "P", "S", "M")  # Unicode categories that show: letters, numbers, punctuation, symbols, marks
 
 
 class DataValidationError(ValueError):
@@ -25,30 +27,70 @@ class DataValidationError(ValueError):
 
 def load_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows from a `.jsonl`/`.json` file, a `.parquet` file, or a directory saved by `save_to_disk`."""
+    return load_rows_located(path)[0]
+
+
+def load_rows_located(path: str | Path) -> tuple[list[Any], list[str]]:
+    """Rows (as :func:`load_rows`) and where each one is, for error messages: `file:line: row N` for JSONL,
+    `file: row N` otherwise."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"Dataset {path} does not exist.")
+        raise FileNotFoundError(f"Dataset {path} does not exist; fix dataset_path.")
+    suffix = path.suffix.lower()
     if path.is_dir():
         ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
             if "train" not in ds:
                 raise DataValidationError(f"{path}: a DatasetDict needs a 'train' split, found {list(ds)}.")
             ds = ds["train"]
-        return ds.to_list()
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return datasets.Dataset.from_parquet(str(path)).to_list()
-    if suffix in (".jsonl", ".json"):
-        text = path.read_text(encoding="utf-8")
-        if suffix == ".json" and text.lstrip().startswith("["):
-            return json.loads(text)
+        rows = ds.to_list()
+    elif suffix == ".parquet":
+        rows = datasets.Dataset.from_parquet(str(path)).to_list()
+    elif suffix == ".json" and _starts_with(path, b"["):
+        rows = _read_json_array(path)
+    elif suffix in (".jsonl", ".json"):
         try:
-            return read_jsonl(path)
+            located = list(iter_jsonl(path))
         except JsonlError as err:
             raise DataValidationError(str(err)) from err
-    raise DataValidationError(
-        f"{path}: unsupported format {suffix!r}; use .jsonl, .json, .parquet or a saved dataset dir."
-    )
+        return [row for _, row in located], [f"{path}:{line}: row {n}" for n, (line, _) in enumerate(located, 1)]
+    else:
+        raise DataValidationError(
+            f"{path}: unsupported format {suffix!r}; use .jsonl, .json, .parquet or a saved dataset dir."
+        )
+    return rows, [f"{path}: row {n}" for n in range(1, len(rows) + 1)]
+
+
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    with path.open("rb") as f:
+        return f.read(4096).lstrip().removeprefix(b"\xef\xbb\xbf").lstrip().startswith(prefix)
+
+
+def read_text_lines(path: Path) -> str:
+    """A text file as UTF-8; a byte that is not UTF-8 raises naming `file:line`."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataValidationError(
+            f"{path}:{line}: not UTF-8 text (byte {err.start + 1}: {err.reason}); save the file as UTF-8."
+        ) from err
+
+
+def _read_json_array(path: Path) -> list[Any]:
+    try:
+        rows = json.loads(read_text_lines(path))
+    except json.JSONDecodeError as err:
+        raise DataValidationError(
+            f"{path}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno}); fix the file (a truncated "
+            "copy?) or write one JSON object per line (.jsonl)."
+        ) from err
+    if not isinstance(rows, list):
+        raise DataValidationError(
+            f"{path}: a .json dataset must be an array of row objects, got {type(rows).__name__}."
+        )
+    return rows
 
 
 def _check_text(value: Any, where: str, field: str) -> str:
@@ -60,17 +102,42 @@ def _check_text(value: Any, where: str, field: str) -> str:
         raise DataValidationError(
             f"{where}: field '{field}' has {len(value)} characters (max {MAX_TEXT_CHARS}); shorten it."
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise DataValidationError(
+            f"{where}: field '{field}' holds a lone surrogate {value[err.start]!r} at character {err.start} (a broken "
+            "escape like \\ud800 in the JSON); fix or remove that character."
+        ) from err
+    if not any(unicodedata.category(c)[0] in VISIBLE for c in value):
+        raise DataValidationError(
+            f"{where}: field '{field}' has no visible character (only spaces, controls or zero-width characters); "
+            "remove the row or fill it in."
+        )
     return value
 
 
-def validate_supervised(rows: list[dict[str, Any]], source: str = "dataset") -> list[dict[str, Any]]:
+def check_max_rows(max_rows: Any, where: str = "max_train_rows") -> None:
+    """`max_train_rows`: `None` (all rows) or an integer >= 1."""
+    if max_rows is None:
+        return
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise DataValidationError(
+            f"{where} must be an integer >= 1 (or null for all rows), got {max_rows!r}; fix it in the config or on "
+            "the command line."
+        )
+
+
+def validate_supervised(
+    rows: list[dict[str, Any]], source: str = "dataset", wheres: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Check every row before training; return normalised rows `{prompt_id, query, positive, negatives}` (plus
     `positive_ids` on every row when any row has them: gold document ids for the `dcg` term)."""
     if not rows:
         raise DataValidationError(f"{source}: no rows.")
     out, seen_ids = [], set()
     for n, row in enumerate(rows, start=1):
-        where = f"{source}: row {n}"
+        where = wheres[n - 1] if wheres else f"{source}: row {n}"
         if not isinstance(row, dict):
             raise DataValidationError(
                 f"{where}: expected an object with 'query' and 'positive', got {type(row).__name__}."
@@ -117,21 +184,30 @@ def _check_ids(value: Any, where: str) -> list[str]:
 def load_texts(path: str | Path, text_column: str = "text") -> list[Any]:
     """Plain texts for the unsupervised variant: a `.txt` file (one text per line, blank lines skipped), or rows
     (JSONL / parquet / saved dataset) whose `text_column` holds the text."""
+    return load_texts_located(path, text_column)[0]
+
+
+def load_texts_located(path: str | Path, text_column: str = "text") -> tuple[list[Any], list[str]]:
+    """Texts (as :func:`load_texts`) and where each one is (`file:line: row N`)."""
     path = Path(path).expanduser()
     if path.suffix.lower() == ".txt":
         if not path.is_file():
-            raise FileNotFoundError(f"Dataset {path} does not exist.")
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = load_rows(path)
-    for n, row in enumerate(rows, start=1):
+            raise FileNotFoundError(f"Dataset {path} does not exist; fix dataset_path.")
+        lines = [(i, line.rstrip("\r")) for i, line in enumerate(read_text_lines(path).split("\n"), start=1)]
+        kept = [(i, line) for i, line in lines if line.strip()]
+        return [line for _, line in kept], [f"{path}:{i}: row {n}" for n, (i, _) in enumerate(kept, start=1)]
+    rows, wheres = load_rows_located(path)
+    for row, where in zip(rows, wheres, strict=True):
         if not isinstance(row, dict) or text_column not in row:
             raise DataValidationError(
-                f"{path}: row {n}: missing field {text_column!r} (set text_column to the text's column)."
+                f"{where}: missing field {text_column!r} (set text_column to the text's column)."
             )
-    return [row[text_column] for row in rows]
+    return [row[text_column] for row in rows], wheres
 
 
-def validate_unsupervised(texts: list[Any], source: str = "dataset") -> list[dict[str, Any]]:
+def validate_unsupervised(
+    texts: list[Any], source: str = "dataset", wheres: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Check plain texts; return rows in the supervised layout with the text as its own positive.
 
     The reward then embeds the positive with an independent rationale of the same text (`anchor_mode: rationale`)
@@ -141,7 +217,7 @@ def validate_unsupervised(texts: list[Any], source: str = "dataset") -> list[dic
         raise DataValidationError(f"{source}: no texts.")
     rows = []
     for n, text in enumerate(texts, start=1):
-        text = _check_text(text, f"{source}: row {n}", "text")
+        text = _check_text(text, wheres[n - 1] if wheres else f"{source}: row {n}", "text")
         rows.append({"prompt_id": f"text-{n}", "query": text, "positive": text, "negatives": []})
     return rows
 
@@ -150,7 +226,9 @@ def load_unsupervised(
     path: str | Path, text_column: str = "text", max_rows: int | None = None
 ) -> list[dict[str, Any]]:
     """Load and validate plain texts (all validated, then the first `max_rows` kept)."""
-    rows = validate_unsupervised(load_texts(path, text_column), source=str(path))
+    check_max_rows(max_rows)
+    texts, wheres = load_texts_located(path, text_column)
+    rows = validate_unsupervised(texts, source=str(path), wheres=wheres)
     if max_rows is not None:
         rows = rows[:max_rows]
     logger.info("Loaded %d unsupervised texts from %s", len(rows), path)
@@ -165,7 +243,9 @@ def build_dataset(rows: list[dict[str, Any]], messages_fn: Callable[[str], list[
 
 def load_supervised(path: str | Path, max_rows: int | None = None) -> list[dict[str, Any]]:
     """Load and validate supervised rows (all rows are validated, then the first `max_rows` kept)."""
-    rows = validate_supervised(load_rows(path), source=str(path))
+    check_max_rows(max_rows)
+    rows, wheres = load_rows_located(path)
+    rows = validate_supervised(rows, source=str(path), wheres=wheres)
     if max_rows is not None:
         rows = rows[:max_rows]
     logger.info("Loaded %d supervised rows from %s", len(rows), path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 
 from grace_rl.models import load_model, load_tokenizer, require_safetensors, resolve_model_path
 from grace_rl.prompts import DEFAULT_INSTRUCTION, RationaleTemplate
+from grace_rl.run_files import atomic_write
 from rollout.embedder import Embedder, EmbedRequest
 
 logger = logging.getLogger(__name__)
@@ -22,7 +24,25 @@ GRACE_META = "grace_config.json"
 def save_grace_meta(output_dir: str | Path, instruction: str, pooling: str, max_rationale_tokens: int) -> None:
     """Record how the model was trained to embed, so ``from_pretrained`` uses the same template and pooling."""
     meta = {"instruction": instruction, "pooling": pooling, "max_rationale_tokens": max_rationale_tokens}
-    Path(output_dir, GRACE_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    atomic_write(Path(output_dir, GRACE_META), json.dumps(meta, indent=2) + "\n")
+
+
+def check_encode_options(
+    max_rationale_tokens: int | None, num_rationales: int, temperature: float, batch_size: int
+) -> None:
+    """The numbers of :meth:`GraceEncoder.encode`: a budget >= 0 (`None` = the model's), >= 1 rationale, a finite
+    temperature >= 0 (> 0 for several rationales), a batch size >= 1."""
+    budget = max_rationale_tokens
+    if budget is not None and not (isinstance(budget, int) and budget >= 0):
+        raise ValueError(f"max_rationale_tokens must be an integer >= 0 (0 = no rationale), got {budget!r}.")
+    if num_rationales < 1:
+        raise ValueError(f"num_rationales must be >= 1, got {num_rationales}.")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if num_rationales > 1 and temperature <= 0:
+        raise ValueError("num_rationales > 1 needs temperature > 0 (greedy rationales would all be the same).")
 
 
 class GraceEncoder:
@@ -103,10 +123,7 @@ class GraceEncoder:
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         budget = self.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
-        if num_rationales < 1:
-            raise ValueError(f"num_rationales must be >= 1, got {num_rationales}.")
-        if num_rationales > 1 and temperature <= 0:
-            raise ValueError("num_rationales > 1 needs temperature > 0 (greedy rationales would all be the same).")
+        check_encode_options(budget, num_rationales, temperature, batch_size)
         rationale_ids = self.embedder.generate_rationales(
             texts, budget, temperature, num_rationales, batch_size=batch_size, show_progress_bar=show_progress_bar
         )

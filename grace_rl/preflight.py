@@ -5,10 +5,12 @@ Already checked elsewhere, before this runs: the config's invariants (`GraceConf
 weights, temperatures, `num_generations`, refresh fraction, ...) and every training row
 (:func:`grace_rl.data.validate_supervised`: types, empty or over-long texts, columns, duplicate ids).
 
-Here: the rows against the config (gold `positive_ids` in the corpus; a `hard_negative` term needs some row
-with negatives), the configured paths (exist, right kind), the model directory (readable config, safetensors only,
-no unknown custom code unless `trust_remote_code`), the checkpoint to resume from, and the output directory (not
-another run's; see :mod:`grace_rl.resume`).
+Here: every numeric option finite and in range, enough rows for one optimizer step, every text within the model's
+context (:mod:`grace_rl.input_checks`), the STS file read through, the rows against the config (gold
+`positive_ids` in the corpus; a `hard_negative` term needs some row with negatives), the configured paths (exist,
+right kind), the model directory (readable config, safetensors only, no unknown custom code unless
+`trust_remote_code`), the checkpoint to resume from (:mod:`grace_rl.checkpoint_check`), and the output directory
+(not another run's, nor a user's files; see :mod:`grace_rl.resume`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from grace_rl import DEFAULT_MODEL_ID
 from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import DataValidationError
+from grace_rl.input_checks import check_enough_rows, check_numbers, check_token_lengths
 from grace_rl.models import check_model_dir, resolve_model_path
-from grace_rl.resume import check_output_dir, resolve_checkpoint, run_fingerprint
+from grace_rl.resume import RESUME_OFF, check_output_dir, resolve_checkpoint, run_fingerprint
 
 if TYPE_CHECKING:
     from trl import ModelConfig
@@ -65,6 +68,14 @@ def check_paths(script_args: GraceScriptArguments, args: GraceConfig) -> None:
             raise FileNotFoundError(f"{name} {path} does not exist; fix the path in the config or command line.")
         if kind == "file" and not path.is_file():
             raise FileNotFoundError(f"{name} {path} is not a file; point {name} at a file.")
+
+
+def check_eval_sts(script_args: GraceScriptArguments) -> None:
+    """`eval_sts_path` is read now (format, scores), not after training."""
+    if script_args.eval_sts_path:
+        from grace_rl.eval.sts import read_sts
+
+        read_sts(script_args.eval_sts_path, "stsb", script_args.eval_sts_limit)
 
 
 def check_gold_ids(rows: list[dict[str, Any]], corpus: Corpus, source: str) -> None:
@@ -122,19 +133,25 @@ def preflight(
     script_args: GraceScriptArguments, args: GraceConfig, model_args: ModelConfig, rows: list[dict[str, Any]]
 ) -> Preflight:
     """Run every check (read-only) and return what they resolved; raises on the first bad input."""
+    source = str(script_args.dataset_path)
+    check_numbers(script_args, args, model_args)
     check_paths(script_args, args)
-    corpus = check_rows_against_config(rows, args, source=str(script_args.dataset_path))
+    check_enough_rows(rows, args, source)
+    check_eval_sts(script_args)
+    corpus = check_rows_against_config(rows, args, source=source)
     model_path = resolve_model_path(model_args.model_name_or_path or DEFAULT_MODEL_ID)
     check_model_dir(model_path, args.trust_remote_code)
+    check_token_lengths(rows, args, model_path, source)
     if args.trust_remote_code:
         logger.warning("trust_remote_code=true: %s may run its own Python code when loaded.", model_path)
-    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
     overwrite = bool(args.overwrite_output_dir)
-    if checkpoint is not None and overwrite:
+    resume = args.resume_from_checkpoint
+    if overwrite and resume not in (None, False) and str(resume).strip().lower() not in RESUME_OFF:
         raise ValueError(
             "resume_from_checkpoint and overwrite_output_dir contradict each other: resuming continues the run in "
             "output_dir, overwriting deletes it. Pass only one."
         )
+    checkpoint = resolve_checkpoint(resume, args.output_dir)
     fingerprint = run_fingerprint(script_args, args, model_args, model_path)
     existing = check_output_dir(args.output_dir, fingerprint, checkpoint is not None, overwrite)
     if checkpoint is not None:

@@ -11,8 +11,11 @@
 * **Logs at resume**: `grace_checkpoint.json` records the byte size of `rationales.jsonl` and `metrics.jsonl` at
   save time; resuming truncates them back to it, which drops every record written after the checkpoint (and a torn
   last line), so the resumed run neither duplicates nor loses a line.
-* **Disk full**: a checkpoint save that fails with `OSError` removes its partial folder and raises
-  :class:`CheckpointSaveError` naming the last complete checkpoint.
+* **Disk full**: a checkpoint save that fails with any exception (the tokenizers library raises a plain `Exception`
+  on a full disk) removes its partial folder and raises :class:`CheckpointSaveError` naming the last complete
+  checkpoint.
+* **Checked at resume** (:mod:`grace_rl.checkpoint_check`): the marker's fields against the logs, and that the weights,
+  optimizer and RNG files are readable, before any log is cut.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ TRAINER_STATE = "trainer_state.json"  # HF Trainer's, inside checkpoint-N
 FORMAT_VERSION = 1
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _TRUE = ("true", "last", "latest", "yes", "1")
-_FALSE = ("", "false", "none", "null", "no", "0")
+RESUME_OFF = ("", "false", "none", "null", "no", "0")  # resume_from_checkpoint values that mean no resume
 
 
 class RunMismatchError(ValueError):
@@ -106,6 +109,25 @@ def run_fingerprint(
         "reward_terms": list(args.reward_terms),
         "term_weights": [float(w) for w in args.term_weights],
         "corpus": digest(corpus) if corpus else None,
+        # what each step learns: resuming with another value trains a different run (or fails to load the adapter)
+        "lora_r": model_args.lora_r if model_args.use_peft else None,
+        "lora_alpha": model_args.lora_alpha if model_args.use_peft else None,
+        "lora_target_modules": model_args.lora_target_modules if model_args.use_peft else None,
+        "instruction": args.instruction,
+        "max_completion_length": args.max_completion_length,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "learning_rate": args.learning_rate,
+        "loss_type": args.loss_type,
+        "beta": args.beta,
+        "num_iterations": args.num_iterations,
+        "pooling": args.pooling,
+        "contrastive_temperature": args.contrastive_temperature,
+        "anchor_mode": args.anchor_mode,
+        "anchor_rationale_tokens": args.anchor_rationale_tokens,
+        "anchor_temperature": args.anchor_temperature,
+        "directions": list(args.directions),
+        "direction_schedule": args.direction_schedule,
     }
 
 
@@ -123,13 +145,24 @@ def read_run_file(output_dir: str | Path) -> dict[str, Any] | None:
 
 
 def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Fields whose value differs: `{name: (recorded, now)}`."""
-    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    """Fields whose value differs: `{name: (recorded, now)}`. A field the recorded fingerprint lacks (a run started
+    by an older grace-rl) is not compared."""
+    keys = sorted(k for k in set(old) | set(new) if k in old)
+    return {k: (old.get(k), new.get(k)) for k in keys if _normal(old.get(k)) != _normal(new.get(k))}
+
+
+def _normal(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value  # JSON has no tuples
+
+
+def _short(value: Any) -> str:
+    text = f"{value[:12]}..." if isinstance(value, str) and len(value) == 64 else value  # digests
+    text = repr(text)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _describe(diff: dict[str, tuple[Any, Any]]) -> str:
-    short = lambda v: f"{v[:12]}..." if isinstance(v, str) and len(v) == 64 else v  # noqa: E731 - digests
-    return ", ".join(f"{k}: {short(a)!r} -> {short(b)!r}" for k, (a, b) in diff.items())
+    return ", ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, (a, b) in diff.items())
 
 
 def run_contents(output_dir: Path) -> list[str]:
@@ -150,6 +183,10 @@ def check_output_dir(
     if not out.is_dir():
         return []
     found, recorded = run_contents(out), read_run_file(out)
+    if not found and not overwrite:
+        check_foreign_files(out)
+    if found == [RUN_FILE] and not resuming:
+        return found  # a start that failed before training: nothing to keep, start_run records this run
     diff = fingerprint_diff(recorded, fingerprint) if recorded is not None else {}
     if resuming:
         if diff:
@@ -175,6 +212,19 @@ def check_output_dir(
     )
 
 
+def check_foreign_files(out: Path) -> None:
+    """Refuse a non-empty `output_dir` that is not a grace-rl run: training writes `README.md`,
+    `tokenizer_config.json`, `adapter_*` ... there, replacing a user's files of the same names."""
+    names = sorted(p.name for p in out.iterdir())
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise RunMismatchError(
+            f"output_dir {out} is not empty and holds no grace-rl run ({shown}); training would replace files there "
+            "(README.md, tokenizer_config.json, ...). Choose a new or empty output_dir, or pass "
+            "--overwrite_output_dir true to write into it anyway."
+        )
+
+
 def start_run(output_dir: str | Path, fingerprint: dict[str, Any], overwrite: bool, is_main: bool) -> None:
     """After the preflight passed: delete an overwritten run's artifacts and record this run's fingerprint."""
     out = Path(output_dir).expanduser()
@@ -186,7 +236,7 @@ def start_run(output_dir: str | Path, fingerprint: dict[str, Any], overwrite: bo
             logger.warning("overwrite_output_dir: deleting %s", target)
             shutil.rmtree(target) if target.is_dir() else target.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    if read_run_file(out) is None:
+    if read_run_file(out) is None or run_contents(out) == [RUN_FILE]:  # none, or a failed start's
         atomic_write(out / RUN_FILE, json.dumps({"format": FORMAT_VERSION, "fingerprint": fingerprint}, indent=2))
 
 
@@ -212,7 +262,7 @@ def resolve_checkpoint(value: str | bool | Path | None, output_dir: str | Path) 
     if value is None or value is False:
         return None
     text = str(value).strip()
-    if text.lower() in _FALSE:
+    if text.lower() in RESUME_OFF:
         return None
     out = Path(output_dir).expanduser().resolve()
     latest = latest_checkpoint(out)
@@ -222,7 +272,7 @@ def resolve_checkpoint(value: str | bool | Path | None, output_dir: str | Path) 
                 f"resume_from_checkpoint={value!r} but {out} holds no complete checkpoint (checkpoint-N with "
                 f"{CHECKPOINT_MARKER}); train from scratch (--resume_from_checkpoint null) or fix output_dir."
             )
-        return latest
+        return _checked(latest)
     path = Path(text).expanduser().resolve()
     if not path.is_dir():
         raise FileNotFoundError(f"resume_from_checkpoint {path} is not a directory; pass a checkpoint-N dir or true.")
@@ -237,7 +287,15 @@ def resolve_checkpoint(value: str | bool | Path | None, output_dir: str | Path) 
             f"{path} is incomplete (no {TRAINER_STATE} or {CHECKPOINT_MARKER}: the run stopped while saving it); "
             f"resume from {latest or 'an earlier checkpoint'} instead (--resume_from_checkpoint true picks it)."
         )
-    return path
+    return _checked(path)
+
+
+def _checked(checkpoint: Path) -> Path:
+    """`checkpoint` after its marker and files were checked (:mod:`grace_rl.checkpoint_check`)."""
+    from grace_rl.checkpoint_check import check_checkpoint
+
+    check_checkpoint(checkpoint)
+    return checkpoint
 
 
 def save_checkpoint_extras(folder: Path, output_dir: str | Path, global_step: int, index: CorpusIndex | None) -> None:
@@ -250,24 +308,38 @@ def save_checkpoint_extras(folder: Path, output_dir: str | Path, global_step: in
     atomic_write(folder / CHECKPOINT_MARKER, json.dumps(marker, indent=2))
 
 
+DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """`ENOSPC`/`EDQUOT`, also when a library re-raises it as a plain `Exception` (the tokenizers library does)."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(text in str(err).lower() for text in DISK_FULL_TEXT)
+
+
 @contextmanager
 def checkpoint_guard(folder: Path, is_main: bool) -> Iterator[None]:
-    """Turn an `OSError` while writing `folder` into :class:`CheckpointSaveError`, removing the partial folder."""
+    """Any failure while writing `folder` removes the partial folder (freeing the space it took); an `Exception` is
+    re-raised as :class:`CheckpointSaveError` naming the last complete checkpoint (and whether the disk is full)."""
     existed = folder.exists()
     try:
         yield
-    except OSError as err:
+    except BaseException as err:
         if is_main and not existed:
             shutil.rmtree(folder, ignore_errors=True)
+        if not isinstance(err, Exception):  # KeyboardInterrupt, SystemExit: cleaned up, passed on
+            raise
         previous = latest_checkpoint(folder.parent)
-        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        full = is_disk_full(err)
         reason = "the disk is full" if full else f"{type(err).__name__}: {err}"
         kept = f"the last complete checkpoint is {previous}" if previous else "no complete checkpoint exists yet"
+        code = errno.ENOSPC if full else getattr(err, "errno", None) or errno.EIO
         raise CheckpointSaveError(
-            err.errno,
-            f"Saving {folder} failed: {reason} ({err}). The partial checkpoint was removed and {kept}. "
-            + ("Free disk space" if full else "Fix the cause")
-            + " and resume with --resume_from_checkpoint true.",
+            code,
+            f"Saving {folder} failed: {reason} ({type(err).__name__}: {err}). The partial checkpoint was removed and "
+            f"{kept}. " + ("Free disk space" if full else "Fix the cause") + " and resume with "
+            "--resume_from_checkpoint true.",
         ) from err
 
 
@@ -297,7 +369,10 @@ def truncate_log(path: Path, size: int) -> int:
 
 
 def read_marker(checkpoint: Path) -> dict[str, Any]:
-    return json.loads((checkpoint / CHECKPOINT_MARKER).read_text(encoding="utf-8"))
+    """The checkpoint's commit marker, checked (see :func:`grace_rl.checkpoint_check.check_marker`)."""
+    from grace_rl.checkpoint_check import check_marker
+
+    return check_marker(checkpoint, checkpoint.parent)
 
 
 def load_checkpoint_index(index: CorpusIndex, checkpoint: Path, rebuild: bool) -> CorpusIndex | None:

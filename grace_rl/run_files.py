@@ -34,7 +34,31 @@ RUN_FILES = (RUN_FILE, RATIONALE_LOG, METRICS_LOG, SUMMARY_FILE)  # plus checkpo
 
 
 class JsonlError(ValueError):
-    """A JSONL line is not valid JSON; the message names the file and the 1-based line."""
+    """A JSONL line is not UTF-8 or not valid JSON; the message names the file and the 1-based line."""
+
+
+def refuse_overwriting(out: str | Path, inputs: list[str | Path], flag: str = "-o") -> Path:
+    """`out`, resolved, unless it is one of `inputs` (after resolving links) or a directory: writing there would
+    destroy what is being read.
+
+    Args:
+        out (`str` or `Path`):
+            The output file.
+        inputs (`list[str | Path]`):
+            The files the command reads.
+        flag (`str`, *optional*, defaults to `"-o"`):
+            The option that named `out` (for the message).
+
+    Returns:
+        `Path`: `out`, resolved.
+    """
+    target = Path(out).expanduser().resolve()
+    if target.is_dir():
+        raise IsADirectoryError(f"{flag} {out}: is a directory; give a file name, e.g. {Path(out) / 'report.html'}.")
+    for path in inputs:
+        if Path(path).expanduser().resolve() == target:
+            raise ValueError(f"{flag} {out}: is an input of this command ({path}); choose another output file.")
+    return target
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -65,7 +89,8 @@ def iter_jsonl(path: str | Path, skip_torn_tail: bool = False) -> Iterator[tuple
     """Yield `(line_number, value)` for every non-blank line of a JSONL file.
 
     Lines are split on `"\\n"` only (not `str.splitlines`, which would also split inside a JSON string holding
-    U+2028, U+0085, a form feed, ...). An unparsable line raises :class:`JsonlError` naming `path:line`; with
+    U+2028, U+0085, a form feed, ...) and decoded as UTF-8 one by one (a leading BOM is allowed). A line that is not
+    UTF-8 or not JSON raises :class:`JsonlError` naming `path:line`; with
     `skip_torn_tail` an unparsable *last* line (a writer still appending, or killed mid-line) is skipped with a
     warning instead.
 
@@ -83,20 +108,30 @@ def iter_jsonl(path: str | Path, skip_torn_tail: bool = False) -> Iterator[tuple
         [(1, {'query': 'a', 'positive': 'b'}), (3, {'query': 'c', 'positive': 'd'})]
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = path.read_bytes().split(b"\n")
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-    for i, line in enumerate(lines):
-        if not line.strip():
+    for i, raw in enumerate(lines):
+        if not raw.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(raw.decode("utf-8-sig" if i == 0 else "utf-8"))
+        except UnicodeDecodeError as err:
+            if skip_torn_tail and i == last:
+                logger.warning("%s: skipping a torn last line (%d bytes; not UTF-8).", path, len(raw))
+                return
+            raise JsonlError(
+                f"{path}:{i + 1}: byte {err.start + 1} of the line is not UTF-8 ({err.reason}); save the file as "
+                "UTF-8 text (is it a binary file?)."
+            ) from err
         except json.JSONDecodeError as err:
             if skip_torn_tail and i == last:
                 logger.warning(
-                    "%s: skipping a torn last line (%d bytes; the run may still be writing).", path, len(line)
+                    "%s: skipping a torn last line (%d bytes; the run may still be writing).", path, len(raw)
                 )
                 return
-            raise JsonlError(f"{path}:{i + 1}: line {i + 1} is not valid JSON ({err.msg}); fix or remove it.") from err
+            raise JsonlError(
+                f"{path}:{i + 1}: line {i + 1} is not valid JSON ({err.msg} at column {err.colno}) - fix or remove it."
+            ) from err
         yield i + 1, value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from grace_rl import DEFAULT_MODEL_ID
 from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import build_dataset, load_supervised, load_unsupervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
+from grace_rl.errors import ZeroStepsError
 from grace_rl.eval.sts import evaluate_sts
 from grace_rl.model_card import BaseModelIdCallback, record_base_model_id, write_model_card
 from grace_rl.models import load_model, load_tokenizer
@@ -29,9 +31,31 @@ from grace_rl.trainer import GraceTrainer, build_reward
 logger = logging.getLogger("grace_rl")
 
 
+class _RecipeParser(TrlParser):
+    """TRL's parser whose argument errors (`max_steps: abc`) raise `ValueError` naming the recipe, so the entry
+    point's error layer prints them as one line, instead of argparse's usage text and `SystemExit`."""
+
+    recipe = "the command line"
+
+    def error(self, message: str):  # noqa: D102 - argparse hook
+        raise ValueError(f"{self.recipe}: {message} - fix the value (see `grace-rl train --help`).")
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[GraceScriptArguments, GraceConfig, ModelConfig]:
-    parser = TrlParser((GraceScriptArguments, GraceConfig, ModelConfig))
-    return parser.parse_args_and_config(args=argv)
+    from grace_rl.input_checks import check_config_file, check_numbers
+
+    args = list(argv) if argv is not None else sys.argv[1:]
+    parser = _RecipeParser((GraceScriptArguments, GraceConfig, ModelConfig))
+    for flag, value in zip(args, args[1:], strict=False):  # the recipe, before TRL parses it (size, alias bombs)
+        if flag == "--config":
+            check_config_file(value)
+            parser.recipe = f"{value} (or the command line)"
+    try:
+        parsed = parser.parse_args_and_config(args=argv)
+    except TypeError as err:  # a recipe value of the wrong type (e.g. `max_completion_length: null`) in a check
+        raise ValueError(f"{parser.recipe}: a value has the wrong type ({err}) - check the recipe's values.") from err
+    check_numbers(*parsed)  # again in the preflight; here it runs before the rows are loaded
+    return parsed
 
 
 def _eval(model, tokenizer, args: GraceConfig, script_args: GraceScriptArguments, label: str) -> dict[str, Any] | None:
@@ -108,6 +132,11 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checked.checkpoint) if checked.checkpoint else None)
     train_seconds = time.perf_counter() - start
+    if trainer.state.global_step == 0:  # the preflight makes this unreachable; never report an untrained model as done
+        raise ZeroStepsError(
+            f"training ran 0 optimizer steps over {len(dataset)} rows (max_steps={training_args.max_steps}); nothing "
+            "was trained or saved - add rows or check max_steps / num_train_epochs."
+        )
     phases.end("training")
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
@@ -132,6 +161,8 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
         rationale_log=str(Path(training_args.output_dir, RATIONALE_LOG).resolve()),
     )
     if trainer.accelerator.is_main_process:
-        atomic_write(Path(training_args.output_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+        atomic_write(
+            Path(training_args.output_dir, SUMMARY_FILE), json.dumps(summary, indent=2, allow_nan=False) + "\n"
+        )
         write_model_card(summary, script_args, training_args, model_args)
     return summary

@@ -22,7 +22,11 @@ STS_FORMATS = (
 
 
 def _encoder(args: argparse.Namespace):
-    from grace_rl.encoder import GraceEncoder
+    from grace_rl.encoder import GraceEncoder, check_encode_options
+
+    check_encode_options(
+        args.max_rationale_tokens, args.num_rationales, args.temperature, args.batch_size
+    )  # fail fast
 
     return GraceEncoder.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
 
@@ -59,10 +63,17 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    import io
+
     import numpy as np
 
-    source = sys.stdin.read() if args.input == "-" else Path(args.input).read_text(encoding="utf-8")
-    texts = [line for line in source.splitlines() if line.strip()]
+    from grace_rl.data import read_text_lines
+    from grace_rl.run_files import atomic_write, refuse_overwriting
+
+    output = args.output if str(args.output).endswith(".npy") else f"{args.output}.npy"  # np.save's naming
+    output = refuse_overwriting(output, [] if args.input == "-" else [args.input], flag="--output")
+    source = sys.stdin.read() if args.input == "-" else read_text_lines(Path(args.input))
+    texts = [line.rstrip("\r") for line in source.split("\n") if line.strip()]
     if not texts:
         where = "standard input" if args.input == "-" else args.input
         raise ValueError(f"{where} has no non-empty lines to encode; give one text per line.")
@@ -73,8 +84,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
         num_rationales=args.num_rationales,
         temperature=args.temperature,
     )
-    np.save(args.output, emb)
-    print(json.dumps({"texts": len(texts), "dim": int(emb.shape[1]), "output": str(args.output)}))
+    buffer = io.BytesIO()
+    np.save(buffer, emb)
+    atomic_write(output, buffer.getvalue())  # a reader never sees half an array
+    print(json.dumps({"texts": len(texts), "dim": int(emb.shape[1]), "output": str(output)}))
     return 0
 
 
@@ -128,7 +141,9 @@ def _run_eval(args: argparse.Namespace, task: str, evaluate: Callable[..., dict[
 
 
 def cmd_eval_sts(args: argparse.Namespace) -> int:
-    from grace_rl.eval.sts import evaluate_sts
+    from grace_rl.eval.sts import evaluate_sts, read_sts
+
+    read_sts(args.data, args.format, args.limit)  # a bad file fails before the model is loaded
 
     return _run_eval(args, "sts", functools.partial(evaluate_sts, path=args.data, fmt=args.format, limit=args.limit))
 

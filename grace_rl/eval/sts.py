@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,38 +19,95 @@ logger = logging.getLogger(__name__)
 STS_FORMATS = ("stsb", "sick", "jsonl")
 
 
+SCORE_RANGES = {"stsb": (0.0, 5.0), "sick": (1.0, 5.0), "jsonl": (-math.inf, math.inf)}
+SICK_FIELDS = ("sentence_A", "sentence_B", "relatedness_score")
+
+
 def read_sts(
     path: str | Path, fmt: str = "stsb", limit: int | None = None
 ) -> tuple[list[str], list[str], list[float]]:
-    """Sentence pairs and gold scores. `stsb`: STS-B TSV (score col 5, sentences 6-7); `sick`: SICK TSV with a
-    header (relatedness_score); `jsonl`: rows `{sentence1, sentence2, score}`."""
+    """Sentence pairs and gold scores. `stsb`: STS-B TSV (score col 5 in [0, 5], sentences 6-7); `sick`: SICK TSV
+    with a header (relatedness_score in [1, 5]); `jsonl`: rows `{sentence1, sentence2, score}` (any finite score).
+
+    Every problem raises `ValueError` naming `file:line` and the field: not UTF-8, too few fields, a score that is
+    not a number or out of range, an empty sentence, a gold column with one value (Spearman is undefined)."""
     path = Path(path)
     if fmt not in STS_FORMATS:
         raise ValueError(f"Unknown STS format {fmt!r}; choose one of {STS_FORMATS}.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
+        raise ValueError(f"limit must be an integer >= 2 pairs (or none for all), got {limit!r}.")
+    rows = _jsonl_rows(path) if fmt == "jsonl" else _tsv_rows(path, fmt)
     a, b, s = [], [], []
-    with path.open(encoding="utf-8") as f:
-        if fmt == "stsb":
-            for n, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
-                if len(row) < 7:
-                    raise ValueError(f"{path}: line {n} has {len(row)} fields; the STS-B layout needs 7.")
-                s.append(float(row[4]))
-                a.append(row[5])
-                b.append(row[6])
-        elif fmt == "sick":
-            for row in csv.DictReader(f, delimiter="\t"):
-                a.append(row["sentence_A"])
-                b.append(row["sentence_B"])
-                s.append(float(row["relatedness_score"]))
-        else:
-            for _, row in iter_jsonl(path):
-                a.append(row["sentence1"])
-                b.append(row["sentence2"])
-                s.append(float(row["score"]))
-    if limit is not None:
-        a, b, s = a[:limit], b[:limit], s[:limit]
+    for where, first, second, score in rows:
+        a.append(_sentence(first, where, "sentence 1"))
+        b.append(_sentence(second, where, "sentence 2"))
+        s.append(_score(score, where, fmt))
+        if limit is not None and len(a) == limit:
+            break
     if len(a) < 2:
         raise ValueError(f"{path}: need at least 2 pairs for a Spearman correlation, found {len(a)}.")
+    if len(set(s)) < 2:
+        raise ValueError(f"{path}: every gold score is {s[0]}; a Spearman correlation needs different scores.")
     return a, b, s
+
+
+def _text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text ({err.reason}) - save the file as UTF-8.") from err
+
+
+def _tsv_rows(path: Path, fmt: str) -> Iterator[tuple[str, Any, Any, Any]]:
+    lines = _text(path).split("\n")
+    if fmt == "stsb":
+        for n, row in enumerate(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+            if not row:
+                continue
+            if len(row) < 7:
+                raise ValueError(f"{path}:{n}: {len(row)} tab-separated fields; the STS-B layout needs 7.")
+            yield f"{path}:{n}", row[5], row[6], row[4]
+        return
+    reader = csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+    missing = [f for f in SICK_FIELDS if f not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path}:1: the SICK header lacks {missing}; it needs {list(SICK_FIELDS)}.")
+    for n, row in enumerate(reader, start=2):
+        absent = [f for f in SICK_FIELDS if row.get(f) is None]
+        if absent:
+            raise ValueError(f"{path}:{n}: no value for {absent} (too few tab-separated fields).")
+        yield f"{path}:{n}", row["sentence_A"], row["sentence_B"], row["relatedness_score"]
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any, Any, Any]]:
+    for line, row in iter_jsonl(path):
+        where = f"{path}:{line}"
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected an object {{sentence1, sentence2, score}}, got {type(row).__name__}.")
+        absent = [f for f in ("sentence1", "sentence2", "score") if f not in row]
+        if absent:
+            raise ValueError(f"{where}: missing field(s) {absent}; rows need sentence1, sentence2, score.")
+        yield where, row["sentence1"], row["sentence2"], row["score"]
+
+
+def _sentence(value: Any, where: str, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where}: {name} is {value!r}; it must be a non-empty string.")
+    return value
+
+
+def _score(value: Any, where: str, fmt: str) -> float:
+    try:
+        score = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        score = math.nan
+    low, high = SCORE_RANGES[fmt]
+    if not (math.isfinite(score) and low <= score <= high):
+        rule = "a finite number" if fmt == "jsonl" else f"a number in [{low:g}, {high:g}]"
+        raise ValueError(f"{where}: gold score {value!r} is not {rule} - fix or remove the pair.")
+    return score
 
 
 def sts_spearman(emb_a: np.ndarray, emb_b: np.ndarray, gold: list[float]) -> float:
@@ -56,7 +115,13 @@ def sts_spearman(emb_a: np.ndarray, emb_b: np.ndarray, gold: list[float]) -> flo
     na = emb_a / np.linalg.norm(emb_a, axis=1, keepdims=True).clip(min=1e-12)
     nb = emb_b / np.linalg.norm(emb_b, axis=1, keepdims=True).clip(min=1e-12)
     cos = (na * nb).sum(axis=1)
-    return float(spearmanr(cos, gold).statistic * 100)
+    score = float(spearmanr(cos, gold).statistic * 100)
+    if not math.isfinite(score):
+        raise ValueError(
+            f"Spearman is {score} over {len(gold)} pairs (every cosine similarity is the same, or not finite): the "
+            "embeddings carry no ranking - check the model."
+        )
+    return score
 
 
 def evaluate_sts(

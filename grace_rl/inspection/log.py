@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grace_rl.run_files import METRICS_LOG, RATIONALE_LOG, SUMMARY_FILE, read_jsonl
+from grace_rl.run_files import METRICS_LOG, RATIONALE_LOG, SUMMARY_FILE, iter_jsonl, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +80,44 @@ def load_run(run_dir: str | Path) -> Run:
     log = run_dir / RATIONALE_LOG
     if not log.is_file():
         raise FileNotFoundError(f"{log} does not exist; train with `rationale_log: true` to write it.")
-    records = list(read_rationales(log))
-    for i, rec in enumerate(records):
-        missing = [k for k in REQUIRED_FIELDS if k not in rec]
-        if missing:
-            raise ValueError(f"{log}: record {i + 1} lacks {missing}; is this a GRACE rationale log?")
-    summary_path = run_dir / SUMMARY_FILE
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
-    return Run(path=run_dir, records=records, metrics=load_metrics(run_dir), summary=summary)
+    records = [check_record(rec, f"{log}:{line}") for line, rec in iter_jsonl(log, skip_torn_tail=True)]
+    return Run(path=run_dir, records=records, metrics=load_metrics(run_dir), summary=load_summary(run_dir))
+
+
+def check_record(rec: Any, where: str) -> dict[str, Any]:
+    """One rationale-log record: an object with the required fields, an integer `step`, `rewards` an object of
+    numbers (or null), `reward`/`advantage` numbers (or null). Raises `ValueError` naming `where` and the field."""
+    hint = "is this a GRACE rationale log?"
+    if not isinstance(rec, dict):
+        raise ValueError(f"{where}: a record must be a JSON object, got {type(rec).__name__} {rec!r:.40} - {hint}")
+    missing = [k for k in REQUIRED_FIELDS if k not in rec]
+    if missing:
+        raise ValueError(f"{where}: the record lacks {missing} - {hint}")
+    if isinstance(rec["step"], bool) or not isinstance(rec["step"], int):
+        raise ValueError(f"{where}: field 'step' must be an integer, got {rec['step']!r:.40} - {hint}")
+    rewards = rec["rewards"]
+    if rewards is not None and not isinstance(rewards, dict):
+        raise ValueError(f"{where}: field 'rewards' must be an object {{term: number}}, got {type(rewards).__name__}")
+    values = {f"rewards.{k}": v for k, v in (rewards or {}).items()}
+    values.update({k: rec.get(k) for k in ("reward", "advantage")})
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{where}: field {name!r} must be a number or null, got {value!r:.40}")
+    return rec
+
+
+def load_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """`grace_summary.json` (`None` when absent); an unreadable one raises naming the file."""
+    path = Path(run_dir) / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable JSON summary ({err}) - delete it or restore it.") from err
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(summary).__name__} - delete it or restore it.")
+    return summary
 
 
 def run_facts(run: Run, n_records: int | None = None, sts_sizes: bool = False) -> list[str]:
@@ -110,7 +140,11 @@ def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         logger.info("%s does not exist (older run?); no training metrics to show.", path)
         return []
-    return list(read_rationales(path))
+    rows = list(iter_jsonl(path, skip_torn_tail=True))
+    for line, row in rows:
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{line}: a metrics row must be a JSON object, got {type(row).__name__}.")
+    return [row for _, row in rows]
 
 
 def reward_terms(records: list[dict[str, Any]]) -> list[str]:

@@ -35,7 +35,7 @@ from grace_rl.inspection.log import (
     summarize_steps,
     values_by_step,
 )
-from grace_rl.run_files import METRICS_LOG, RATIONALE_LOG
+from grace_rl.run_files import METRICS_LOG, RATIONALE_LOG, RUN_FILE, SUMMARY_FILE, atomic_write, refuse_overwriting
 
 logger = logging.getLogger(__name__)
 
@@ -249,9 +249,10 @@ def build_report(run: Run, *, max_rows: int = 5000, page_size: int = 50, seed: i
 
 def write_report(run: Run, out: str | Path, **kwargs: Any) -> tuple[Path, str]:
     """Write :func:`build_report`'s page to `out`; returns the path and the sampling note."""
+    inputs = [run.path / name for name in (RATIONALE_LOG, METRICS_LOG, SUMMARY_FILE, RUN_FILE)]
+    out = refuse_overwriting(out, inputs)  # before the work: -o RUN/rationales.jsonl must not replace the log
     page, note = build_report(run, **kwargs)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    atomic_write(out, page)
     logger.info("wrote %s (%d bytes; table holds %s)", out, len(page), note)
     return out, note

@@ -129,7 +129,7 @@ def _fake_checkpoint(out: Path, step: int, log_bytes: dict[str, int]) -> Path:
     folder = out / f"checkpoint-{step}"
     folder.mkdir(parents=True)
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-    (folder / CHECKPOINT_MARKER).write_text(json.dumps({"global_step": step, "log_bytes": log_bytes}))
+    (folder / CHECKPOINT_MARKER).write_text(json.dumps({"format": 1, "global_step": step, "log_bytes": log_bytes}))
     return folder
 
 

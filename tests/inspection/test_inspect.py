@@ -145,7 +145,9 @@ def test_metrics_and_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="rationale_log: true"):
         load_run(tmp_path / "empty")
     write_run(tmp_path / "bad", records=[{"step": 1}])
-    with pytest.raises(ValueError, match=r"record 1 lacks \['prompt_id', 'rationale', 'rewards'\]"):
+    with pytest.raises(
+        ValueError, match=r"rationales.jsonl:1: the record lacks \['prompt_id', 'rationale', 'rewards'\]"
+    ):
         load_run(tmp_path / "bad")
 
 
