@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/grace_smollm2_cpu.yaml
 
-.PHONY: setup demo test test-slow test-ray test-faults lint format
+.PHONY: setup demo test test-slow test-ray test-faults test-multiproc lint format
 setup: $(VENV)/.grace-installed
 
 $(VENV)/.grace-installed: pyproject.toml scripts/setup.sh
@@ -20,6 +20,9 @@ test-slow: setup  ## the real default model (minutes)
 
 test-ray: setup  ## tests that start a local 2-CPU Ray cluster (about 2 min)
 	$(PY) -m pytest -q -m 'ray and not faults' $(ARGS)
+
+test-multiproc: setup  ## 2-process training on the CPU (gloo): torchrun + accelerate launch, tiny model (a few min)
+	$(PY) -m pytest -q -m 'multiproc and not faults' $(ARGS)
 
 test-faults: setup  ## the fault-injection suite; prints the tally (about 3.5 min)
 	$(PY) -m pytest -q -m faults $(ARGS)

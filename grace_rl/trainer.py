@@ -94,8 +94,10 @@ class GraceTrainer(GRPOTrainer):
         self.template = RationaleTemplate(args.instruction)
         self._batch_queries: list[str] | None = None
         self._span_embedder = Embedder(self.model, processing_class, self.template)  # prompt/text spans for capture
-        # The reward only calls pool.embed*; rollouts captured during generation are offered to this wrapper.
-        self.embedding_pool = CapturingPool(self._build_pool(args, processing_class))
+        # The reward only calls pool.embed*; rollouts captured during generation are offered to this wrapper (with
+        # several processes it gathers every rank's offer, as the reward gathers every rank's rollouts).
+        collective = self.accelerator.num_processes > 1
+        self.embedding_pool = CapturingPool(self._build_pool(args, processing_class), collective=collective)
         grace_reward.attach(self.embedding_pool)
         self.corpus_index: CorpusIndex | None = None
         self.corpus_refresh: CorpusRefreshCallback | None = None
@@ -263,9 +265,9 @@ class GraceTrainer(GRPOTrainer):
             output = super()._generate_and_score_completions(inputs)
         finally:
             self._batch_queries = None
-        if self.model.training:
-            served = self.embedding_pool.last_served > 0
-            self.log_metric("grace/rollouts_from_generation", float(served))
+        if self.model.training:  # counts over the global generation batch (all ranks), as the reward scores it
+            self.log_metric("grace/rollouts", float(len(inputs) * self.accelerator.num_processes))
+            self.log_metric("grace/rollouts_from_generation", float(self.embedding_pool.last_served))
         if self.rationale_log is not None and self.model.training:
             self._log_rationales(output["advantages"].tolist())
         return output
