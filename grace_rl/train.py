@@ -16,6 +16,7 @@ from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import build_dataset, load_supervised, load_unsupervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
 from grace_rl.eval.sts import evaluate_sts
+from grace_rl.main_process import run_on_main_process
 from grace_rl.models import load_model, load_tokenizer
 from grace_rl.preflight import preflight
 from grace_rl.prompts import RationaleTemplate
@@ -72,7 +73,9 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     model = load_model(model_path, dtype=dtype, trust_remote_code=trust)
     template = RationaleTemplate(training_args.instruction)
     dataset = build_dataset(rows, template)
-    summary: dict[str, Any] = {"before": _eval(model, tokenizer, training_args, script_args, "before")}
+    # Evaluation runs once, on the main process's accelerator; the other ranks wait (grace_rl/main_process.py).
+    before = run_on_main_process(model, lambda m: _eval(m, tokenizer, training_args, script_args, "before"))
+    summary: dict[str, Any] = {"before": before}
     trainer = GraceTrainer(
         model=model,
         args=training_args,
@@ -96,7 +99,9 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
         )
     steps = max(trainer.state.global_step, 1)
     summary.update(
-        after=_eval(trainer.model, tokenizer, training_args, script_args, "after"),
+        after=run_on_main_process(
+            trainer.model, lambda m: _eval(m, tokenizer, training_args, script_args, "after"), trainer=trainer
+        ),
         steps=trainer.state.global_step,
         train_seconds=round(train_seconds, 1),
         seconds_per_step=round(train_seconds / steps, 1),
