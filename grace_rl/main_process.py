@@ -9,8 +9,9 @@ sees full weights. The result is broadcast, so every rank returns the same summa
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import torch
@@ -22,6 +23,22 @@ from rollout.distributed import gathered_parameters, zero3_partitioned
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def init_deepspeed_comm(args: Any) -> None:
+    """Register the running process group with DeepSpeed's communication layer (several processes, `deepspeed` set).
+
+    On the CPU accelerate starts `torch.distributed` (gloo) itself and never initialises `deepspeed.comm`, so
+    `deepspeed.zero.Init` (ZeRO-3 model loading) would take the world for 1 process and stop with "train_batch_size
+    is not equal to micro_batch_per_gpu * gradient_acc_step * world_size". On GPUs accelerate has already done it
+    (then this is a no-op).
+    """
+    if not getattr(args, "deepspeed", None) or args.world_size <= 1:
+        return
+    import deepspeed.comm
+
+    if not deepspeed.comm.is_initialized():
+        deepspeed.comm.init_distributed(dist_backend="gloo" if args.use_cpu else None)
 
 
 def full_weights(model: torch.nn.Module, trainer: Any = None) -> contextlib.AbstractContextManager[Any]:
@@ -36,6 +53,21 @@ def full_weights(model: torch.nn.Module, trainer: Any = None) -> contextlib.Abst
 
         return unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=True)
     return gathered_parameters(model.parameters())
+
+
+@contextlib.contextmanager
+def solo_generation(model: torch.nn.Module) -> Iterator[None]:
+    """`model.generate` without `synced_gpus` for the duration: under ZeRO-3 HF generate otherwise waits for every
+    rank at each decoding step, and the other ranks are waiting for the main process (a deadlock)."""
+    own = vars(model).get("generate")
+    model.generate = functools.partial(model.generate, synced_gpus=False)
+    try:
+        yield
+    finally:
+        if own is None:
+            del model.generate
+        else:
+            model.generate = own
 
 
 def run_on_main_process(model: torch.nn.Module, fn: Callable[[torch.nn.Module], T], trainer: Any = None) -> T:
@@ -58,7 +90,8 @@ def run_on_main_process(model: torch.nn.Module, fn: Callable[[torch.nn.Module], 
         if state.is_main_process:
             if not zero3_partitioned(model.parameters()) and state.device.type != "cpu":
                 model.to(state.device)  # evaluate on the accelerator, not where the model was loaded
-            result[0] = fn(model)
+            with solo_generation(model) if state.num_processes > 1 else contextlib.nullcontext():
+                result[0] = fn(model)
         if state.num_processes > 1:
             state.wait_for_everyone()
     if state.num_processes > 1:

@@ -16,7 +16,7 @@ from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import build_dataset, load_supervised, load_unsupervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
 from grace_rl.eval.sts import evaluate_sts
-from grace_rl.main_process import run_on_main_process
+from grace_rl.main_process import init_deepspeed_comm, run_on_main_process
 from grace_rl.models import load_model, load_tokenizer
 from grace_rl.preflight import preflight
 from grace_rl.prompts import RationaleTemplate
@@ -64,6 +64,7 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     checked = preflight(script_args, training_args, model_args, rows)
     if training_args.world_size > 1:
         PartialState().wait_for_everyone()  # every rank has checked output_dir before rank 0 writes to it
+    init_deepspeed_comm(training_args)  # before a ZeRO-3 model load (grace_rl/main_process.py)
     overwrite = training_args.overwrite_output_dir
     start_run(training_args.output_dir, checked.fingerprint, overwrite, is_main=training_args.should_save)
     model_path = checked.model_path

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from accelerate.utils import gather_object
+from transformers.integrations import is_deepspeed_zero3_enabled
 from trl import GRPOTrainer
+from trl.models.utils import unwrap_model_for_generation
 
 from grace_rl.config import GraceConfig
 from grace_rl.corpus_setup import CorpusRefreshCallback, build_corpus_index
@@ -168,7 +170,13 @@ class GraceTrainer(GRPOTrainer):
             return self._build_ray_pool(args, tokenizer)
         embedder = Embedder(self.model, tokenizer, self.template)
         pool = LocalEmbeddingPool(embedder, batch_size=args.embedding_batch_size)
+        if is_deepspeed_zero3_enabled():  # the embedder reads full weights: gathered once per call on every rank
+            return ShardedPool(pool, full_weights=self._full_weights)
         return ShardedPool(pool) if self.accelerator.num_processes > 1 else pool
+
+    def _full_weights(self):
+        """TRL's unwrap for generation: under ZeRO-3 every rank gathers the full parameters (hooks off) until exit."""
+        return unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True)
 
     def _build_ray_pool(self, args: GraceConfig, tokenizer) -> EmbeddingPool:
         """Rank 0 owns the Ray pool (one set of actors and one weight sender per run); the other ranks receive its
