@@ -21,7 +21,7 @@ test-slow: setup  ## the real default model (minutes)
 test-ray: setup  ## tests that start a local 2-CPU Ray cluster (about 2 min)
 	$(PY) -m pytest -q -m 'ray and not faults' $(ARGS)
 
-test-multiproc: setup  ## 2-process training on the CPU (gloo): torchrun + accelerate launch, tiny model (a few min)
+test-multiproc: setup  ## 2-process runs on the CPU (gloo): torchrun, accelerate launch, ZeRO-3 gather; tiny model (8 min on 2 busy cores)
 	$(PY) -m pytest -q -m 'multiproc and not faults' $(ARGS)
 
 test-faults: setup  ## the fault-injection suite; prints the tally (about 3.5 min)
