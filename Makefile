@@ -7,7 +7,7 @@ CONFIG ?= configs/grace_smollm2_cpu.yaml
 # were seen so). 1 vs 2 not yet measured on a quiet machine; on a 2-core box of your own try `make demo THREADS=2`.
 THREADS ?= 1
 
-.PHONY: setup demo test test-slow test-ray test-faults lint format
+.PHONY: setup demo test test-slow test-ray test-faults test-multiproc lint format
 setup: $(VENV)/.grace-installed
 
 $(VENV)/.grace-installed: pyproject.toml scripts/setup.sh
@@ -24,6 +24,9 @@ test-slow: setup  ## the real default model (minutes)
 
 test-ray: setup  ## tests that start a local 2-CPU Ray cluster (about 2 min)
 	$(PY) -m pytest -q -m 'ray and not faults' $(ARGS)
+
+test-multiproc: setup  ## 2-process runs on the CPU (gloo): torchrun, accelerate launch, ZeRO-3 gather; tiny model (8 min on 2 busy cores)
+	$(PY) -m pytest -q -m 'multiproc and not faults' $(ARGS)
 
 test-faults: setup  ## the fault-injection suite; prints the tally (about 4.5 min)
 	$(PY) -m pytest -q -m faults $(ARGS)

@@ -19,6 +19,7 @@ from grace_rl.data import build_dataset, load_supervised, load_unsupervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
 from grace_rl.errors import ZeroStepsError
 from grace_rl.eval.sts import evaluate_sts
+from grace_rl.main_process import init_deepspeed_comm, run_on_main_process
 from grace_rl.model_card import BaseModelIdCallback, record_base_model_id, write_model_card
 from grace_rl.models import load_model, load_tokenizer
 from grace_rl.phases import PhaseLog, StepEstimateCallback
@@ -104,6 +105,7 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     checked = preflight(script_args, training_args, model_args, rows)
     if training_args.world_size > 1:
         PartialState().wait_for_everyone()  # every rank has checked output_dir before rank 0 writes to it
+    init_deepspeed_comm(training_args)  # before a ZeRO-3 model load (grace_rl/main_process.py)
     overwrite = training_args.overwrite_output_dir
     start_run(training_args.output_dir, checked.fingerprint, overwrite, is_main=training_args.should_save)
     model_path = checked.model_path
@@ -115,7 +117,9 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     dataset = build_dataset(rows, template)
     phases = PhaseLog(enabled=training_args.process_index == 0)
     _start_eval_phase(phases, "before-eval", script_args, training_args)
-    summary: dict[str, Any] = {"before": _eval(model, tokenizer, training_args, script_args, "before")}
+    # Evaluation runs once, on the main process's accelerator; the other ranks wait (grace_rl/main_process.py).
+    before = run_on_main_process(model, lambda m: _eval(m, tokenizer, training_args, script_args, "before"))
+    summary: dict[str, Any] = {"before": before}
     phases.end("before-eval")
     trainer = GraceTrainer(
         model=model,
@@ -150,7 +154,9 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
         )
     steps = max(trainer.state.global_step, 1)
     _start_eval_phase(phases, "after-eval", script_args, training_args, estimate=phases.seconds.get("before-eval"))
-    after = _eval(trainer.model, tokenizer, training_args, script_args, "after")
+    after = run_on_main_process(
+        trainer.model, lambda m: _eval(m, tokenizer, training_args, script_args, "after"), trainer=trainer
+    )
     phases.end("after-eval")
     summary.update(
         after=after,

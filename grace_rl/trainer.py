@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from accelerate.utils import gather_object
+from transformers.integrations import is_deepspeed_zero3_enabled
 from trl import GRPOTrainer
+from trl.models.utils import unwrap_model_for_generation
 
 from grace_rl.config import GraceConfig
 from grace_rl.corpus_setup import CorpusRefreshCallback, build_corpus_index
@@ -94,8 +96,10 @@ class GraceTrainer(GRPOTrainer):
         self.template = RationaleTemplate(args.instruction)
         self._batch_queries: list[str] | None = None
         self._span_embedder = Embedder(self.model, processing_class, self.template)  # prompt/text spans for capture
-        # The reward only calls pool.embed*; rollouts captured during generation are offered to this wrapper.
-        self.embedding_pool = CapturingPool(self._build_pool(args, processing_class))
+        # The reward only calls pool.embed*; rollouts captured during generation are offered to this wrapper (with
+        # several processes it gathers every rank's offer, as the reward gathers every rank's rollouts).
+        collective = self.accelerator.num_processes > 1
+        self.embedding_pool = CapturingPool(self._build_pool(args, processing_class), collective=collective)
         grace_reward.attach(self.embedding_pool)
         self.corpus_index: CorpusIndex | None = None
         self.corpus_refresh: CorpusRefreshCallback | None = None
@@ -166,7 +170,13 @@ class GraceTrainer(GRPOTrainer):
             return self._build_ray_pool(args, tokenizer)
         embedder = Embedder(self.model, tokenizer, self.template)
         pool = LocalEmbeddingPool(embedder, batch_size=args.embedding_batch_size)
+        if is_deepspeed_zero3_enabled():  # the embedder reads full weights: gathered once per call on every rank
+            return ShardedPool(pool, full_weights=self._full_weights)
         return ShardedPool(pool) if self.accelerator.num_processes > 1 else pool
+
+    def _full_weights(self):
+        """TRL's unwrap for generation: under ZeRO-3 every rank gathers the full parameters (hooks off) until exit."""
+        return unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True)
 
     def _build_ray_pool(self, args: GraceConfig, tokenizer) -> EmbeddingPool:
         """Rank 0 owns the Ray pool (one set of actors and one weight sender per run); the other ranks receive its
@@ -263,9 +273,9 @@ class GraceTrainer(GRPOTrainer):
             output = super()._generate_and_score_completions(inputs)
         finally:
             self._batch_queries = None
-        if self.model.training:
-            served = self.embedding_pool.last_served > 0
-            self.log_metric("grace/rollouts_from_generation", float(served))
+        if self.model.training:  # counts over the global generation batch (all ranks), as the reward scores it
+            self.log_metric("grace/rollouts", float(len(inputs) * self.accelerator.num_processes))
+            self.log_metric("grace/rollouts_from_generation", float(self.embedding_pool.last_served))
         if self.rationale_log is not None and self.model.training:
             self._log_rationales(output["advantages"].tolist())
         return output

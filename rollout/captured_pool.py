@@ -3,6 +3,11 @@
 The trainer pools each rollout's embedding from the hidden states the policy computed while generating it
 (`rollout.capture`) and offers them here; the reward only ever calls `pool.embed` / `pool.embed_with_version` and
 never learns whether a row was captured or computed.
+
+With several processes every rank captures only its own rollouts while the reward asks for the global batch (it
+gathers all ranks' rollouts, so in-batch negatives span it). The pool is then `collective`: each embed call
+all-gathers the ranks' offers first, so every rank serves the whole global batch from capture and sends the same
+remaining requests (anchors) to the wrapped collective pool.
 """
 
 from __future__ import annotations
@@ -17,19 +22,25 @@ from rollout.pool import EmbeddingPool, VersionedEmbeddings
 
 logger = logging.getLogger(__name__)
 
+Offer = tuple[list[EmbedRequest], torch.Tensor, str]  # requests, (N, H) embeddings, pooling
+
 
 class CapturingPool:
     """An `EmbeddingPool` that serves offered embeddings for the requests they were computed for.
 
-    The next `embed_with_version` call takes the offer (whether it matches or not, so an offer never outlives its
-    batch): when its first requests are exactly the offered ones (same texts, same rationale token ids, same pooling),
-    those rows come from the offer and only the remaining requests go to the wrapped pool; otherwise everything
-    goes to the wrapped pool. Captured rows come from the live policy, so they are given the newest weight version of
-    the call (they never make a result look staler than its computed rows).
+    The next `embed_with_version` call takes the offer (used or not, so an offer never outlives its batch): every
+    request equal to an offered one (same text, same rationale token ids, same pooling) is served from the offer,
+    and only the others go to the wrapped pool, in their order. Captured rows come from the live policy, so they are
+    given the newest weight version of the call (they never make a result look staler than its computed rows).
 
     Args:
         pool (`EmbeddingPool`):
             The pool that computes every embedding not offered (`local` or `ray` backend).
+        collective (`bool`, *optional*, defaults to `False`):
+            Several processes call every embed with the same requests (the wrapped pool is a
+            :class:`~rollout.distributed.ShardedPool` or :class:`~rollout.distributed.MainProcessPool`): each call
+            all-gathers every rank's offer (`accelerate.utils.gather_object`), so rollouts captured on any rank are
+            served on all of them. Every rank must then make every embed call, with or without an offer.
 
     Example:
         >>> pool = CapturingPool(LocalEmbeddingPool(embedder))  # doctest: +SKIP
@@ -37,42 +48,59 @@ class CapturingPool:
         >>> pool.embed(rollout_requests + anchor_requests)  # only the anchors are computed
     """
 
-    def __init__(self, pool: EmbeddingPool) -> None:
+    def __init__(self, pool: EmbeddingPool, collective: bool = False) -> None:
         self.pool = pool
-        self._offer: tuple[list[EmbedRequest], torch.Tensor, str] | None = None
-        self.last_served = 0  # rows the last embed call took from an offer
+        self.collective = collective
+        self._offer: Offer | None = None
+        self.last_served = 0  # rows the last embed call took from offers (all ranks' offers when collective)
 
     def offer(self, requests: Sequence[EmbedRequest], embeddings: torch.Tensor, pooling: str = "mean") -> None:
         """Embeddings `(N, H)` of `requests`, pooled with `pooling`, for the next embed call."""
         if len(requests) != embeddings.shape[0]:
             raise ValueError(f"{len(requests)} requests but {embeddings.shape[0]} offered embeddings.")
-        self._offer = (list(requests), embeddings, pooling)
+        self._offer = (list(requests), embeddings.detach().cpu(), pooling)
 
-    def _take(self, requests: Sequence[EmbedRequest], pooling: str) -> torch.Tensor | None:
+    def _take_offers(self) -> list[Offer]:
+        """This rank's offer, or (collective) every rank's, in rank order; clears this rank's offer."""
         offer, self._offer = self._offer, None
-        if offer is None:
-            return None
-        offered, embeddings, offered_pooling = offer
-        if offered_pooling != pooling or list(requests[: len(offered)]) != offered:
-            logger.debug("Captured embeddings do not match this embed call; computing every row instead.")
-            return None
-        return embeddings
+        if not self.collective:
+            return [] if offer is None else [offer]
+        from accelerate.utils import gather_object
+
+        return [o for o in gather_object([offer]) if o is not None]  # one entry per rank
+
+    def _served(self, requests: Sequence[EmbedRequest], pooling: str) -> dict[int, torch.Tensor]:
+        """Position in `requests` -> offered `(H,)` embedding, for every request an offer covers."""
+        lookup: dict[EmbedRequest, torch.Tensor] = {}
+        offers = self._take_offers()
+        for offered, embeddings, offered_pooling in offers:
+            if offered_pooling == pooling:
+                lookup.update((r, e) for r, e in zip(offered, embeddings, strict=True) if r not in lookup)
+        served = {i: lookup[r] for i, r in enumerate(requests) if r in lookup}
+        if offers and len(served) < sum(len(o[0]) for o in offers):
+            logger.debug("%d of %d offered embeddings match this embed call.", len(served), len(lookup))
+        return served
 
     def embed_with_version(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> VersionedEmbeddings:
         """`(N, H)` embeddings in input order, with the weight version of each row (see the class docstring)."""
-        captured = self._take(requests, pooling)
-        self.last_served = 0 if captured is None else captured.shape[0]
-        if captured is None:
+        served = self._served(requests, pooling)
+        self.last_served = len(served)
+        if not served:
             return self.pool.embed_with_version(requests, pooling)
-        rest = list(requests[self.last_served :])
+        captured = torch.stack(list(served.values()))  # (S, H), in request order
+        rest = [i for i in range(len(requests)) if i not in served]
         if not rest:
             return VersionedEmbeddings(captured)
-        computed = self.pool.embed_with_version(rest, pooling)
-        vectors = torch.cat([captured.to(computed.vectors), computed.vectors])  # (N, H)
+        computed = self.pool.embed_with_version([requests[i] for i in rest], pooling)
+        vectors = computed.vectors.new_empty(len(requests), computed.vectors.shape[1])  # (N, H)
+        vectors[list(served)] = captured.to(computed.vectors)
+        vectors[rest] = computed.vectors
         if computed.versions is None:
             return VersionedEmbeddings(vectors)
-        newest = computed.versions.max().expand(self.last_served)  # (captured,)
-        return VersionedEmbeddings(vectors, torch.cat([newest, computed.versions]))  # (N,)
+        versions = computed.versions.new_empty(len(requests))  # (N,)
+        versions[list(served)] = computed.versions.max()
+        versions[rest] = computed.versions
+        return VersionedEmbeddings(vectors, versions)
 
     def embed(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> torch.Tensor:
         return self.embed_with_version(requests, pooling).vectors

@@ -9,13 +9,15 @@ for the same requests, in the same order, on every rank. These wrappers turn tha
 - :class:`MainProcessPool` (`ray` backend): rank 0 owns the Ray pool (one set of actors per training run, synced
   by rank 0), calls it, and broadcasts the result; an error on rank 0 is raised on every rank.
 
-Both are collective: every rank must call them with the same arguments.
+Both are collective: every rank must call them with the same arguments. :func:`gathered_parameters` gives a DeepSpeed
+ZeRO-3 partitioned model its full parameters for a while (also collective).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -32,16 +34,48 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+FullWeights = contextlib.AbstractContextManager[Any]  # a context in which the policy has its full parameters
+
+
+def zero3_partitioned(params: Iterable[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    """The parameters DeepSpeed ZeRO-3 has partitioned (they carry a `ds_id`; each rank holds only a shard)."""
+    return [p for p in params if hasattr(p, "ds_id")]
+
+
+@contextlib.contextmanager
+def gathered_parameters(params: Iterable[torch.nn.Parameter]) -> Iterator[None]:
+    """Full parameters for the duration (`deepspeed.zero.GatheredParameters`, read-only) when DeepSpeed ZeRO-3 has
+    partitioned them; a no-op otherwise. Collective when it gathers: every rank must enter with the same parameters.
+
+    Example:
+        >>> with gathered_parameters(model.parameters()):  # doctest: +SKIP
+        ...     state = {k: v.clone() for k, v in model.state_dict().items()}  # full tensors, not empty shards
+    """
+    partitioned = zero3_partitioned(params)
+    if not partitioned:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=None):
+        yield
+
+
 class ShardedPool:
     """Each rank computes an equal share of the (identical on every rank) request list; results are all-gathered.
 
     Args:
         inner (`EmbeddingPool`):
             this rank's pool (usually a :class:`~rollout.pool.LocalEmbeddingPool` over its policy replica).
+        full_weights (`Callable[[], contextlib.AbstractContextManager]`, *optional*):
+            entered (on every rank) around each call: gives the policy its full parameters under DeepSpeed ZeRO-3
+            (e.g. TRL's `unwrap_model_for_generation`: one all-gather, ZeRO's per-layer hooks off), so the
+            embedder reads full weights instead of gathering layer by layer in every forward pass.
     """
 
-    def __init__(self, inner: EmbeddingPool) -> None:
+    def __init__(self, inner: EmbeddingPool, full_weights: Callable[[], FullWeights] | None = None) -> None:
         self.inner = inner
+        self.full_weights = full_weights or contextlib.nullcontext
 
     def _share(self, items: Sequence[Any]) -> tuple[list[Any], int]:
         """This rank's contiguous share, padded to `ceil(N / world)` items; returns it and its real length."""
@@ -57,7 +91,8 @@ class ShardedPool:
         if not requests:
             return VersionedEmbeddings(torch.empty(0, 0))
         mine, real = self._share(requests)
-        out = self.inner.embed_with_version(mine, pooling)
+        with self.full_weights():
+            out = self.inner.embed_with_version(mine, pooling)
         versions = None if out.versions is None else out.versions[:real]
         pieces = gather_object([(out.vectors[:real], versions)])  # one (vectors, versions) per rank, rank order
         vectors = torch.cat([v for v, _ in pieces])  # (N, H)
@@ -76,7 +111,8 @@ class ShardedPool:
         if not texts:
             return []
         mine, real = self._share(texts)
-        ids = self.inner.generate_rationales(mine, max_new_tokens, temperature)[:real]
+        with self.full_weights():
+            ids = self.inner.generate_rationales(mine, max_new_tokens, temperature)[:real]
         return [tuple(r) for r in gather_object(ids)]
 
     def decode(self, ids: Sequence[int]) -> str:

@@ -11,13 +11,14 @@ every rank joins the gather (the callback runs on every rank and only rank 0 tal
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
 from transformers import TrainerCallback
+
+from rollout.distributed import gathered_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +36,6 @@ def _zero3_enabled() -> bool:
     return is_deepspeed_zero3_enabled()
 
 
-@contextlib.contextmanager
-def _gathered(params: list[torch.nn.Parameter]) -> Iterator[None]:
-    """Full (un-partitioned) parameters under DeepSpeed ZeRO-3; a no-op otherwise. Collective: all ranks enter."""
-    if not _zero3_enabled():
-        yield
-        return
-    import deepspeed
-
-    with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-        yield
-
-
 def _storage_key(t: torch.Tensor) -> tuple[int, int, tuple[int, ...]]:
     return t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)
 
@@ -58,7 +47,7 @@ def policy_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """
     lora = is_lora(model)
     params = [p for p in model.parameters() if p.requires_grad] if lora else list(model.parameters())
-    with _gathered(params):
+    with gathered_parameters(params):  # ZeRO-3: every rank joins the gather
         if lora:
             from peft import get_peft_model_state_dict
 

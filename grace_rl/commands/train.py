@@ -70,6 +70,10 @@ def run_training(argv: list[str]) -> dict[str, Any]:
     from grace_rl.train import main, parse_args
 
     summary = main(*parse_args(argv))
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # every rank returns the same summary; one prints it
+        return summary
     print(json.dumps(summary, indent=2))
     if summary.get("before") and summary.get("after"):
         before, after = summary["before"]["spearman"], summary["after"]["spearman"]

@@ -95,7 +95,7 @@ def test_rollout_embeddings_come_from_the_generation_pass(tmp_path, tiny_model_d
     argv = tiny_recipe(tmp_path, tiny_model_dir, demo_rows, learning_rate=0.0, max_steps=1)  # LoRA B = 0: base model
     main(*parse_args(argv))
     metrics = [m for m in read_rationales(tmp_path / "run" / "metrics.jsonl") if "loss" in m]
-    assert metrics[0]["grace/rollouts_from_generation"] == 1.0
+    assert metrics[0]["grace/rollouts_from_generation"] == metrics[0]["grace/rollouts"] == 6  # 2 prompts x 3
     assert len(offered) == 1
     queries, completions, captured = offered[0]
     embedder = Embedder(load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), RationaleTemplate())

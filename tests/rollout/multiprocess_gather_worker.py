@@ -3,8 +3,9 @@
     torchrun --standalone --nproc_per_node 2 multiprocess_gather_worker.py MODEL_DIR OUT_JSON
 
 Each rank scores its half of one generation batch (the middle row's group is split across the two ranks) with the
-GRACE reward, once through a ShardedPool (local backend) and once through a MainProcessPool (rank 0 owns the pool,
-as with the ray backend); rank 0 writes every rank's rewards and records to OUT_JSON.
+GRACE reward, once through a ShardedPool (local backend), once through a MainProcessPool (rank 0 owns the pool, as
+with the ray backend) and once through a collective CapturingPool offered each rank's own rollouts (capture across
+ranks); rank 0 writes every rank's rewards and records to OUT_JSON.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from grace_rl.prompts import RationaleTemplate
 from reward.grace_reward import GraceReward
+from rollout.captured_pool import CapturingPool
 from rollout.distributed import MainProcessPool, ShardedPool
-from rollout.embedder import Embedder
+from rollout.embedder import Embedder, EmbedRequest
 from rollout.pool import LocalEmbeddingPool
 
 TERMS = ["contrastive", "in_batch", "margin", "consistency", "truncation"]
@@ -66,10 +68,18 @@ def main(model_dir: str, out_path: str) -> None:
     sharded_out = sharded(**mine)
     main_pool = MainProcessPool(local_pool if state.is_main_process else None, tokenizer)
     main_out = make_reward(main_pool)(**mine)
+    # Capture across ranks: each rank offers only its own rollouts (as generation capture does); the collective
+    # CapturingPool gathers the offers, so the reward's global batch is served whole and only anchors are computed.
+    capturing = CapturingPool(ShardedPool(local_pool), collective=True)
+    own = [EmbedRequest(q, tuple(ids)) for q, ids in zip(mine["query"], mine["completion_ids"], strict=True)]
+    capturing.offer(own, local_pool.embed(own))
+    captured_out = make_reward(capturing)(**mine)
     result = {
         "world": state.num_processes,
         "sharded": gather_object(sharded_out),
         "main": gather_object(main_out),
+        "captured": gather_object(captured_out),
+        "served": gather_object([capturing.last_served]),
         "record_ids": gather_object([r["prompt_id"] for r in sharded.last_records]),
         "local_lengths": gather_object([len(sharded_out)]),
     }

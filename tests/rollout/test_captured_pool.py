@@ -52,7 +52,8 @@ def test_offered_rollouts_are_served_and_only_anchors_computed():
 
 
 def test_a_mismatched_offer_is_dropped_and_everything_computed():
-    for requests, pooling in (([EmbedRequest("q1", (3, 9)), ROLLOUTS[1]], "mean"), (ROLLOUTS, "last_token")):
+    unrelated = [EmbedRequest("q1", (3, 9)), EmbedRequest("q2", (5,))]
+    for requests, pooling in ((unrelated, "mean"), (ROLLOUTS, "last_token")):
         inner = CountingPool()
         pool = CapturingPool(inner)
         pool.offer(ROLLOUTS, torch.zeros(2, 8))
@@ -60,6 +61,18 @@ def test_a_mismatched_offer_is_dropped_and_everything_computed():
         assert inner.calls == [requests + ANCHORS] and pool.last_served == 0 and out.versions is None
         pool.embed(ANCHORS)
         assert inner.calls[-1] == ANCHORS  # nothing left over from the dropped offer
+
+
+def test_offered_rows_are_served_wherever_they_stand_and_the_rest_computed_in_order():
+    inner = CountingPool(versioned=True)
+    pool = CapturingPool(inner)
+    other = EmbedRequest("q1", (3, 9))  # same text, another rationale: not offered
+    pool.offer(ROLLOUTS, torch.stack([torch.full((8,), 0.25), torch.full((8,), 0.75)]))
+    out = pool.embed_with_version([ANCHORS[0], ROLLOUTS[1], other, ROLLOUTS[0], ANCHORS[1]])
+    assert inner.calls == [[ANCHORS[0], other, ANCHORS[1]]] and pool.last_served == 2
+    assert torch.equal(out.vectors[1], torch.full((8,), 0.75)) and torch.equal(out.vectors[3], torch.full((8,), 0.25))
+    computed = inner.embed([ANCHORS[0], other, ANCHORS[1]])
+    assert torch.equal(out.vectors[[0, 2, 4]], computed) and out.versions.tolist() == [7] * 5
 
 
 def test_only_offered_rows_needs_no_inner_call():

@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from transformers import AutoModelForCausalLM
 
 from grace_rl.prompts import RationaleTemplate
 from rollout.embedder import Embedder
 from rollout.pool import LocalEmbeddingPool
+
+pytestmark = pytest.mark.multiproc  # make test-multiproc
 
 WORKER = Path(__file__).with_name("multiprocess_gather_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +54,7 @@ def test_two_process_rewards_equal_single_process_rewards_on_the_global_batch(tm
     assert result["record_ids"] == batch["prompt_id"]  # records too, in global order
     assert max_diff(result["sharded"], expected) < 1e-3
     assert max_diff(result["main"], expected) < 1e-3
+    assert max_diff(result["captured"], expected) < 1e-3 and result["served"] == [6, 6]  # all rollouts, both ranks
     # Without the gather, rank 0 would score its half alone (other negatives, half of row1's group): different.
     alone = worker.make_reward(pool)(**{k: v[:3] for k, v in batch.items()})
     assert max_diff(alone, expected[:3]) > 1e-2
