@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from grace_rl import DEFAULT_MODEL_ID
+from grace_rl.commands import HelpFormatter, examples
 
 # Not imported from grace_rl.eval (checked there), so that `grace-rl --help` stays fast.
 DEV_SET_NAMES = ("stsb-dev", "sick-trial")  # grace_rl.eval.devsets.DEV_SETS
@@ -61,7 +62,7 @@ def add_protocol_options(p: argparse.ArgumentParser, out_default: str = "eval_pr
     p.add_argument("--no-cache", action="store_true", help="Neither read nor write the sweep cache.")
     p.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples per interval.")
     p.add_argument("--seed", type=int, default=0, help="Bootstrap seed.")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="Texts per generation / forward batch (memory).")
     p.add_argument("--trust-remote-code", action="store_true", help="Allow custom model code (off by default).")
 
 
@@ -101,6 +102,12 @@ def add_parser(tasks: argparse._SubParsersAction) -> None:
     p = tasks.add_parser(
         "protocol",
         help="Base vs trained at matched rationale budgets on deduplicated dev sets, with 95% bootstrap intervals.",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "grace-rl eval protocol --trained runs/grace_smollm2_cpu            # base + one run, both dev sets",
+            "grace-rl eval protocol --trained RUN_A RUN_B --datasets stsb-dev --limit 200",
+            "grace-rl eval protocol --trained runs/grace_smollm2_cpu --budgets 0,8,16,32,64 --out runs/quality",
+        ),
     )
     add_protocol_options(p)
     p.set_defaults(func=cmd_eval_protocol)
