@@ -22,9 +22,11 @@ logger = logging.getLogger(__name__)
 
 MessagesFn = Callable[[str], list[dict[str, str]]]
 
-# encode() texts per generate call: on 2 CPU cores with the default 135M model, texts/s grows up to ~32 and then
-# flattens (bench/encode_speed.py); padding waste stays small because batches are length-sorted.
-ENCODE_BATCH_SIZE = 32
+# encode() texts per generate call. On CPU generation is compute-bound, so bigger batches buy little and waste more
+# decode steps on rows that already ended: with the default 135M model, 1 torch thread, 80 STS sentences and 32-token
+# rationales (bench/encode_speed.py --sweep 8,16,32,64, shared machine), 16 gave 0.95 texts/s and 8, 32, 64 gave
+# 0.66-0.67. On a GPU pass a larger batch_size.
+ENCODE_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
