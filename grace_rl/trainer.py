@@ -25,7 +25,7 @@ from grace_rl.resume import (
 from grace_rl.run_files import CORPUS_INDEX_DIR, RATIONALE_LOG
 from reward.grace_reward import GraceReward
 from rollout.actor import ModelSpec
-from rollout.capture import HiddenStateCapture, pool_captured
+from rollout.capture import HiddenStateCapture, pool_captured, pool_captured_prefixes
 from rollout.captured_pool import CapturingPool
 from rollout.corpus import Corpus
 from rollout.corpus_index import CorpusIndex
@@ -58,6 +58,7 @@ def build_reward(args: GraceConfig, tokenizer, generation_config=None) -> GraceR
         dcg_k=args.dcg_k,
         search_depth=args.search_depth,
         max_weight_staleness=args.max_weight_staleness,
+        refinement_prefixes=args.refinement_prefixes,
     )
 
 
@@ -266,15 +267,13 @@ class GraceTrainer(GRPOTrainer):
             logger.debug("Generation states unusable for this batch; the rollouts will be embedded separately.")
             return
         rationale_lengths = [len(self._span_embedder.rationale_tokens(c)) for c in completion_ids]
-        embeddings = pool_captured(
-            states.float(),
-            [len(p) for p in prompt_ids],
-            [(s.start, s.end) for s in spans],
-            rationale_lengths,
-            mode=self.args.pooling,
-        )
+        layout = ([len(p) for p in prompt_ids], [(s.start, s.end) for s in spans], rationale_lengths)
+        embeddings = pool_captured(states.float(), *layout, mode=self.args.pooling)
+        prefixes, fractions = None, self.grace_reward.refinement_prefixes
+        if "refinement" in self.grace_reward.terms:  # the same states at prefixes of each rationale (cumsums)
+            prefixes = pool_captured_prefixes(states.float(), *layout, fractions, mode=self.args.pooling)
         requests = [EmbedRequest(q, tuple(int(t) for t in c)) for q, c in zip(queries, completion_ids, strict=True)]
-        self.embedding_pool.offer(requests, embeddings, pooling=self.args.pooling)
+        self.embedding_pool.offer(requests, embeddings, self.args.pooling, prefixes, fractions)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         if self.weight_sync is not None:

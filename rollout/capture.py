@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from rollout.pooling import pool_hidden_states
+from rollout.pooling import pool_hidden_states, pool_prefixes
 
 logger = logging.getLogger(__name__)
 
@@ -218,3 +218,28 @@ def pool_captured(
     text_mask, rationale_mask = captured_masks(width, p, lengths, spans, rationale)
     device = states.device
     return pool_hidden_states(states, text_mask.to(device), rationale_mask.to(device), mode, normalize).cpu()
+
+
+def pool_captured_prefixes(
+    states: torch.Tensor,
+    prompt_lengths: Sequence[int] | torch.Tensor,
+    text_spans: Sequence[tuple[int, int]] | torch.Tensor,
+    rationale_lengths: Sequence[int] | torch.Tensor,
+    fractions: Sequence[float],
+    mode: str = "mean",
+    normalize: bool = True,
+    prompt_width: int | None = None,
+) -> torch.Tensor:
+    """Pool captured generation states at prefixes of each rationale (`rollout.pooling.pool_prefixes`): `(B, J, H)`
+    float32 on the CPU, prefix `j` keeping `ceil(fractions[j] * L)` of a rationale's `L` tokens. Arguments as
+    `pool_captured`; no forward pass (cumulative sums of the states already recorded)."""
+    width = states.shape[1]
+    lengths = torch.as_tensor(prompt_lengths, dtype=torch.long)  # (B,)
+    spans = torch.as_tensor(text_spans, dtype=torch.long).view(-1, 2)  # (B, 2)
+    rationale = torch.as_tensor(rationale_lengths, dtype=torch.long)  # (B,)
+    p = int(lengths.max()) if prompt_width is None else prompt_width
+    if rationale.numel() and int(rationale.max()) > width - p:
+        raise ValueError(f"A rationale of {int(rationale.max())} tokens reaches past the {width} captured states.")
+    text_mask, rationale_mask = captured_masks(width, p, lengths, spans, rationale)
+    device = states.device
+    return pool_prefixes(states, text_mask.to(device), rationale_mask.to(device), fractions, mode, normalize).cpu()

@@ -87,9 +87,9 @@ def test_rollout_embeddings_come_from_the_generation_pass(tmp_path, tiny_model_d
     offered = []
     original = CapturingPool.offer
 
-    def spy(self, requests, embeddings, pooling="mean"):
+    def spy(self, requests, embeddings, *args, **kwargs):
         offered.append(([r.text for r in requests], [list(r.rationale_ids) for r in requests], embeddings.clone()))
-        return original(self, requests, embeddings, pooling)
+        return original(self, requests, embeddings, *args, **kwargs)
 
     monkeypatch.setattr(CapturingPool, "offer", spy)
     argv = tiny_recipe(tmp_path, tiny_model_dir, demo_rows, learning_rate=0.0, max_steps=1)  # LoRA B = 0: base model
