@@ -70,6 +70,9 @@ class GraceConfig(GRPOConfig):
             rollout's own embedding: `positive`, `hard_negative`, `in_batch`, `margin`, `contrastive`, `consistency`,
             `truncation`, `refinement` (penalty for each drop of the contrastive score over rationale prefixes).
         term_weights (`list[float]`): one weight per term; the rollout's reward is the weighted sum.
+        completion_length_schedule (`list[int]` or `None`): rationale budgets cycled per generation round (one
+            `generate` per `steps_per_generation` optimizer steps), each <= `max_completion_length` (which still sets
+            the loss normalisation); e.g. `[8, 16, 32]` trains at several budgets. HF generate only (not vLLM).
         refinement_prefixes (`list[float]`): fractions in `(0, 1]`, increasing, of each rollout's own rationale
             length at which the `refinement` term scores it (at least 2).
         contrastive_temperature (`float`): InfoNCE temperature (> 0).
@@ -144,6 +147,10 @@ class GraceConfig(GRPOConfig):
     )
     term_weights: list[float] = field(
         default_factory=lambda: [1.0, 0.1, 0.1], metadata={"help": "One weight per reward term."}
+    )
+    completion_length_schedule: list[int] | None = field(
+        default=None,
+        metadata={"help": "Rationale budgets cycled per generation round (each <= max_completion_length)."},
     )
     refinement_prefixes: list[float] = field(
         default_factory=lambda: [0.25, 0.5, 0.75, 1.0],
@@ -251,6 +258,18 @@ class GraceConfig(GRPOConfig):
         self._check_refinement()
 
     def _check_refinement(self) -> None:
+        schedule = self.completion_length_schedule
+        if schedule is not None:
+            if not schedule or any(not 1 <= int(n) <= self.max_completion_length for n in schedule):
+                raise ValueError(
+                    f"completion_length_schedule={schedule} needs budgets in [1, max_completion_length="
+                    f"{self.max_completion_length}]: lower them or raise max_completion_length."
+                )
+            if self.use_vllm:
+                raise ValueError(
+                    "completion_length_schedule changes HF generate's max_new_tokens; with use_vllm drop it or set "
+                    "use_vllm=false."
+                )
         if "refinement" not in self.reward_terms:
             return
         fractions = [float(f) for f in self.refinement_prefixes]

@@ -208,6 +208,24 @@ class GraceTrainer(GRPOTrainer):
         generation_round = self.state.global_step // max(self.args.steps_per_generation, 1)
         return directions[generation_round % len(directions)]
 
+    def completion_length(self) -> int:
+        """The rationale budget of the current generation round (`completion_length_schedule`, cycled)."""
+        schedule = self.args.completion_length_schedule
+        if not schedule:
+            return self.max_completion_length
+        generation_round = self.state.global_step // max(self.args.steps_per_generation, 1)
+        return int(schedule[generation_round % len(schedule)])
+
+    def _apply_length_schedule(self) -> None:
+        """Set HF generate's `max_new_tokens` for this round; `max_completion_length` (loss normalisation) stays."""
+        if not self.args.completion_length_schedule or self.use_vllm:
+            return
+        budget = self.completion_length()
+        self.generation_config.max_new_tokens = budget
+        self.generation_kwargs["max_new_tokens"] = budget
+        if self.model.training:
+            self.log_metric("grace/completion_length_budget", float(budget))
+
     def _apply_directions(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """In `d2q` the positive document becomes the rollout prompt and the query its anchor."""
         out = []
@@ -279,6 +297,7 @@ class GraceTrainer(GRPOTrainer):
         if self.weight_sync is not None:
             self.weight_sync.ensure_synced(self.state.global_step)  # e.g. evaluate() before any training
         inputs = self._apply_directions(inputs)
+        self._apply_length_schedule()
         self._batch_queries = [row["query"] for row in inputs]
         try:
             output = super()._generate_and_score_completions(inputs)

@@ -93,3 +93,23 @@ def test_prefix_embeddings_without_capture_come_from_one_pool_call(tmp_path, tin
     assert len(seen) == 1 and not seen[0]["from_generation"], seen
     assert max(seen[0]["errors"]) < 1e-5, seen
     assert all(len(r["prefix_scores"]) == len(FRACTIONS) for r in records)
+
+
+def test_completion_length_schedule_cycles_the_budget(tmp_path, tiny_model_dir, demo_rows):
+    argv = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        demo_rows,
+        reward_terms=["contrastive", "refinement"],
+        term_weights=[1.0, 0.5],
+        anchor_mode="plain",
+        max_completion_length=8,
+        completion_length_schedule=[2, 8],
+        max_steps=3,
+    )
+    main(*parse_args(argv))
+    records = read_rationales(tmp_path / "run" / "rationales.jsonl")
+    longest = {step: max(r["rationale_tokens"] for r in records if r["step"] == step) for step in (1, 2, 3)}
+    assert longest[1] <= 2 and longest[3] <= 2 and longest[2] > 2, longest  # budgets 2, 8, 2
+    metrics = [m for m in read_rationales(tmp_path / "run" / "metrics.jsonl") if "loss" in m]
+    assert [m["grace/completion_length_budget"] for m in metrics] == [2.0, 8.0, 2.0]
