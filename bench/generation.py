@@ -2,12 +2,13 @@
 
 During `--warmup` + `--steps` GRACE steps (CPU recipe shapes, LoRA), each rollout `generate` call TRL makes
 after the warm-up is run twice from the same torch RNG state, with the same inputs and weights, in alternating
-order: once as TRL makes it (inside its generation block, model in train mode) and once as a bare eval-mode
-`model.generate`. Both sample exactly the same tokens (checked), so `ratio = training tokens/s / raw tokens/s =
-raw seconds / training seconds` (goal >= 0.9); pairing the two runs of each batch keeps the load of a shared machine
-from favouring either. The cost of TRL's block around the call (unwrapping, generation-config override) is measured
-on the warm-up step and added to the training side. Anchors are plain text here: anchor rationales are written by
-the embedding pool (timed by `step_overhead.py`), not by TRL's rollout generation.
+order: once as TRL makes it (inside its generation block; GraceTrainer runs that call in eval mode since the capture
+fix) and once as a bare eval-mode `model.generate`. Both sample exactly the same tokens (checked), so
+`ratio = training tokens/s / raw tokens/s = raw seconds / training seconds` (goal >= 0.9); pairing the two runs
+of each batch keeps the load of a shared machine from favouring either. The cost of TRL's block around the call
+(unwrapping, generation-config override) is measured on the warm-up step and added to the training side. Anchors are
+plain text here: anchor rationales are written by the embedding pool (timed by `step_overhead.py`), not by TRL's
+rollout generation.
 
     nice -n 10 python bench/generation.py [--steps 3] [-- recipe overrides]
 """

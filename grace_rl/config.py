@@ -68,8 +68,13 @@ class GraceConfig(GRPOConfig):
     Parameters:
         reward_terms (`list[str]`): registered reward terms (see `reward.available_terms()`), each a function of the
             rollout's own embedding: `positive`, `hard_negative`, `in_batch`, `margin`, `contrastive`, `consistency`,
-            `truncation`.
+            `truncation`, `refinement` (penalty for each drop of the contrastive score over rationale prefixes).
         term_weights (`list[float]`): one weight per term; the rollout's reward is the weighted sum.
+        completion_length_schedule (`list[int]` or `None`): rationale budgets cycled per generation round (one
+            `generate` per `steps_per_generation` optimizer steps), each <= `max_completion_length` (which still sets
+            the loss normalisation); e.g. `[8, 16, 32]` trains at several budgets. HF generate only (not vLLM).
+        refinement_prefixes (`list[float]`): fractions in `(0, 1]`, increasing, of each rollout's own rationale
+            length at which the `refinement` term scores it (at least 2).
         contrastive_temperature (`float`): InfoNCE temperature (> 0).
         anchor_mode (`str`): how positives/negatives are embedded: `plain` (text alone) or `rationale` (with their own
             low-temperature rationale, as `encode()` does at inference).
@@ -142,6 +147,14 @@ class GraceConfig(GRPOConfig):
     )
     term_weights: list[float] = field(
         default_factory=lambda: [1.0, 0.1, 0.1], metadata={"help": "One weight per reward term."}
+    )
+    completion_length_schedule: list[int] | None = field(
+        default=None,
+        metadata={"help": "Rationale budgets cycled per generation round (each <= max_completion_length)."},
+    )
+    refinement_prefixes: list[float] = field(
+        default_factory=lambda: [0.25, 0.5, 0.75, 1.0],
+        metadata={"help": "Rationale-length fractions the 'refinement' term scores (increasing, in (0, 1], >= 2)."},
     )
     contrastive_temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature (> 0)."})
     anchor_mode: str = field(
@@ -242,6 +255,34 @@ class GraceConfig(GRPOConfig):
             self.anchor_rationale_tokens = self.max_completion_length
         if self.anchor_rationale_tokens < 0:
             raise ValueError(f"anchor_rationale_tokens must be >= 0, got {self.anchor_rationale_tokens}.")
+        self._check_refinement()
+
+    def _check_refinement(self) -> None:
+        schedule = self.completion_length_schedule
+        if schedule is not None:
+            if not schedule or any(not 1 <= int(n) <= self.max_completion_length for n in schedule):
+                raise ValueError(
+                    f"completion_length_schedule={schedule} needs budgets in [1, max_completion_length="
+                    f"{self.max_completion_length}]: lower them or raise max_completion_length."
+                )
+            if self.use_vllm:
+                raise ValueError(
+                    "completion_length_schedule changes HF generate's max_new_tokens; with use_vllm drop it or set "
+                    "use_vllm=false."
+                )
+        if "refinement" not in self.reward_terms:
+            return
+        fractions = [float(f) for f in self.refinement_prefixes]
+        if len(fractions) < 2:
+            raise ValueError(
+                f"The 'refinement' term compares consecutive prefixes but refinement_prefixes={fractions}: give at "
+                "least 2 fractions, e.g. [0.25, 0.5, 0.75, 1.0]."
+            )
+        if any(not 0 < f <= 1 for f in fractions) or any(b <= a for a, b in zip(fractions, fractions[1:])):
+            raise ValueError(
+                f"refinement_prefixes={fractions} must be increasing fractions in (0, 1] of the rationale length, "
+                "e.g. [0.25, 0.5, 0.75, 1.0]."
+            )
 
     def _check_embedding(self) -> None:
         if self.pooling not in POOLING_MODES:

@@ -14,7 +14,7 @@ import torch
 from grace_rl.models import load_model, load_tokenizer, require_safetensors, resolve_model_path
 from grace_rl.prompts import DEFAULT_INSTRUCTION, RationaleTemplate
 from grace_rl.run_files import atomic_write
-from rollout.embedder import Embedder, EmbedRequest
+from rollout.embedder import ENCODE_BATCH_SIZE, Embedder, EmbedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class GraceEncoder:
     def encode(
         self,
         texts: Sequence[str] | str,
-        batch_size: int = 16,
+        batch_size: int = ENCODE_BATCH_SIZE,
         max_rationale_tokens: int | None = None,
         num_rationales: int = 1,
         temperature: float = 0.0,
@@ -116,14 +116,45 @@ class GraceEncoder:
     ) -> np.ndarray | tuple[np.ndarray, list[list[str]]]:
         """Embed ``texts``: ``(N, H)`` float32 (normalised by default).
 
-        ``max_rationale_tokens=0`` pools the text alone; ``num_rationales > 1`` samples several rationales (at
-        ``temperature``, which must then be > 0) and averages their embeddings. Greedy (``temperature=0``) is
-        deterministic.
+        Each text's rationale is written and pooled in one pass: the embedding comes from the hidden states computed
+        while generating (:meth:`rollout.embedder.Embedder.encode`; texts batched by prompt length, input order
+        kept). ``max_rationale_tokens=0`` pools the text alone; ``num_rationales > 1`` samples several rationales in
+        the same ``generate`` call (at ``temperature``, which must then be > 0) and averages their embeddings.
+        Greedy (``temperature=0``) is deterministic.
         """
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
-        budget = self.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
-        check_encode_options(budget, num_rationales, temperature, batch_size)
+        budget = self._check(max_rationale_tokens, num_rationales, temperature, batch_size)
+        emb, rationale_ids = self.embedder.encode(
+            texts,
+            budget,
+            temperature,
+            num_rationales,
+            pooling=pooling or self.pooling,
+            batch_size=batch_size,
+            normalize=normalize,
+            show_progress_bar=show_progress_bar,
+        )  # (N * R, H)
+        return self._finish(emb, rationale_ids, len(texts), num_rationales, normalize, single, return_rationales)
+
+    def encode_separate_pass(
+        self,
+        texts: Sequence[str] | str,
+        batch_size: int = 16,
+        max_rationale_tokens: int | None = None,
+        num_rationales: int = 1,
+        temperature: float = 0.0,
+        pooling: str | None = None,
+        normalize: bool = True,
+        show_progress_bar: bool = False,
+        return_rationales: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, list[list[str]]]:
+        """The reference :meth:`encode`: ``generate`` the rationales (in input order), then embed text + rationale in
+        a second, separate forward pass. Same arguments and result; slower (kept for equivalence tests and
+        ``bench/encode_speed.py``)."""
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        budget = self._check(max_rationale_tokens, num_rationales, temperature, batch_size)
         rationale_ids = self.embedder.generate_rationales(
             texts, budget, temperature, num_rationales, batch_size=batch_size, show_progress_bar=show_progress_bar
         )
@@ -131,8 +162,29 @@ class GraceEncoder:
         requests = [EmbedRequest(t, r) for t, r in zip(per_text, rationale_ids, strict=True)]
         emb = self.embedder.embed(
             requests, pooling=pooling or self.pooling, batch_size=batch_size, normalize=normalize
-        )
-        emb = emb.view(len(texts), num_rationales, -1).mean(dim=1)  # (N, H)
+        )  # (N * R, H)
+        return self._finish(emb, rationale_ids, len(texts), num_rationales, normalize, single, return_rationales)
+
+    def _check(
+        self, max_rationale_tokens: int | None, num_rationales: int, temperature: float, batch_size: int
+    ) -> int:
+        """The rationale budget to use; refuses settings that cannot work (see `check_encode_options`)."""
+        budget = self.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
+        check_encode_options(budget, num_rationales, temperature, batch_size)
+        return budget
+
+    def _finish(
+        self,
+        emb: torch.Tensor,
+        rationale_ids: list[tuple[int, ...]],
+        n: int,
+        num_rationales: int,
+        normalize: bool,
+        single: bool,
+        return_rationales: bool,
+    ) -> np.ndarray | tuple[np.ndarray, list[list[str]]]:
+        """Average each text's ``num_rationales`` embeddings ``(N * R, H) -> (N, H)``; numpy; decoded rationales."""
+        emb = emb.view(n, num_rationales, -1).mean(dim=1)  # (N, H)
         if normalize and num_rationales > 1:
             emb = torch.nn.functional.normalize(emb, dim=-1)
         array = emb.numpy().astype(np.float32)
@@ -140,6 +192,6 @@ class GraceEncoder:
             array = array[0]
         if return_rationales:
             decoded = [self.tokenizer.decode(list(r), skip_special_tokens=True) for r in rationale_ids]
-            grouped = [decoded[i * num_rationales : (i + 1) * num_rationales] for i in range(len(texts))]
+            grouped = [decoded[i * num_rationales : (i + 1) * num_rationales] for i in range(n)]
             return array, grouped
         return array

@@ -125,7 +125,7 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
         model=model,
         args=training_args,
         processing_class=tokenizer,
-        grace_reward=build_reward(training_args, tokenizer),
+        grace_reward=build_reward(training_args, tokenizer, model.generation_config),
         train_dataset=dataset,
         peft_config=get_peft_config(model_args),
         corpus=checked.corpus,

@@ -27,12 +27,12 @@ from grace_rl.resume import (
 from grace_rl.run_files import CORPUS_INDEX_DIR, RATIONALE_LOG
 from reward.grace_reward import GraceReward
 from rollout.actor import ModelSpec
-from rollout.capture import HiddenStateCapture, pool_captured
+from rollout.capture import HiddenStateCapture, pool_captured, pool_captured_prefixes
 from rollout.captured_pool import CapturingPool
 from rollout.corpus import Corpus
 from rollout.corpus_index import CorpusIndex
 from rollout.distributed import MainProcessPool, ShardedPool
-from rollout.embedder import Embedder, EmbedRequest, backbone_of
+from rollout.embedder import Embedder, EmbedRequest, backbone_of, eval_mode, rationale_end_ids
 from rollout.pool import EmbeddingPool, LocalEmbeddingPool
 from rollout.ray_pool import RayEmbeddingPool, RayPoolOptions
 from rollout.weight_sync import WeightSyncCallback
@@ -40,9 +40,14 @@ from rollout.weight_sync import WeightSyncCallback
 logger = logging.getLogger(__name__)
 
 
-def build_reward(args: GraceConfig, tokenizer) -> GraceReward:
-    """The GRACE reward callable configured from `args` (pool attached later by the trainer)."""
-    end_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+def build_reward(args: GraceConfig, tokenizer, generation_config=None) -> GraceReward:
+    """The GRACE reward callable configured from `args` (pool attached later by the trainer).
+
+    A rationale ends at the tokenizer's EOS or pad or at any of `generation_config.eos_token_id` (an id or a list:
+    TRL stops generation on each), or at an `eos_token_id` given in `args.generation_kwargs`.
+    """
+    override = (args.generation_kwargs or {}).get("eos_token_id")
+    end_ids = rationale_end_ids(tokenizer, getattr(generation_config, "eos_token_id", None), override)
     return GraceReward(
         terms=args.reward_terms,
         weights=args.term_weights,
@@ -51,10 +56,11 @@ def build_reward(args: GraceConfig, tokenizer) -> GraceReward:
         anchor_rationale_tokens=args.anchor_rationale_tokens,
         anchor_temperature=args.anchor_temperature,
         pooling=args.pooling,
-        end_token_ids=sorted(end_ids),
+        end_token_ids=end_ids,
         dcg_k=args.dcg_k,
         search_depth=args.search_depth,
         max_weight_staleness=args.max_weight_staleness,
+        refinement_prefixes=args.refinement_prefixes,
     )
 
 
@@ -95,7 +101,11 @@ class GraceTrainer(GRPOTrainer):
         self.grace_reward = grace_reward
         self.template = RationaleTemplate(args.instruction)
         self._batch_queries: list[str] | None = None
-        self._span_embedder = Embedder(self.model, processing_class, self.template)  # prompt/text spans for capture
+        override = (args.generation_kwargs or {}).get("eos_token_id")  # what generate stops on, besides TRL's list
+        end_ids = rationale_end_ids(processing_class, self.eos_token_ids, override)
+        grace_reward.end_token_ids |= set(end_ids)  # a rationale TRL ended is never scored as truncated
+        # prompt/text spans, rationale ends and text fitting for the rollouts (the pool's embedders agree)
+        self._span_embedder = Embedder(self.model, processing_class, self.template, end_token_ids=end_ids)
         # The reward only calls pool.embed*; rollouts captured during generation are offered to this wrapper (with
         # several processes it gathers every rank's offer, as the reward gathers every rank's rollouts).
         collective = self.accelerator.num_processes > 1
@@ -168,7 +178,7 @@ class GraceTrainer(GRPOTrainer):
         """`local`: the live policy (with several processes each rank embeds a share); `ray`: see below."""
         if args.embedding_backend == "ray":
             return self._build_ray_pool(args, tokenizer)
-        embedder = Embedder(self.model, tokenizer, self.template)
+        embedder = Embedder(self.model, tokenizer, self.template, end_token_ids=self._span_embedder.end_ids)
         pool = LocalEmbeddingPool(embedder, batch_size=args.embedding_batch_size)
         if is_deepspeed_zero3_enabled():  # the embedder reads full weights: gathered once per call on every rank
             return ShardedPool(pool, full_weights=self._full_weights)
@@ -208,43 +218,74 @@ class GraceTrainer(GRPOTrainer):
         generation_round = self.state.global_step // max(self.args.steps_per_generation, 1)
         return directions[generation_round % len(directions)]
 
+    def completion_length(self) -> int:
+        """The rationale budget of the current generation round (`completion_length_schedule`, cycled)."""
+        schedule = self.args.completion_length_schedule
+        if not schedule:
+            return self.max_completion_length
+        generation_round = self.state.global_step // max(self.args.steps_per_generation, 1)
+        return int(schedule[generation_round % len(schedule)])
+
+    def _apply_length_schedule(self) -> None:
+        """Set HF generate's `max_new_tokens` for this round; `max_completion_length` (loss normalisation) stays."""
+        if not self.args.completion_length_schedule or self.use_vllm:
+            return
+        budget = self.completion_length()
+        self.generation_config.max_new_tokens = budget
+        self.generation_kwargs["max_new_tokens"] = budget
+        if self.model.training:
+            self.log_metric("grace/completion_length_budget", float(budget))
+
     def _apply_directions(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """In `d2q` the positive document becomes the rollout prompt and the query its anchor."""
         out = []
         for row in inputs:
             direction = self.direction_for(row)
             if direction == "d2q":
-                row = {
-                    **row,
-                    "prompt": self.template(row["positive"]),
-                    "query": row["positive"],
-                    "positive": row["query"],
-                }
+                row = {**row, "query": row["positive"], "positive": row["query"]}
                 row["negatives"] = []  # hard negatives are documents: no counterpart on the query side
+            fitted = self._span_embedder.fit_text(row["query"])  # cut beyond max_text_tokens, as the embedders cut
+            if direction == "d2q" or fitted != row["query"]:
+                row["prompt"] = self.template(fitted)  # the rollout sees the text the embeddings are pooled over
             out.append({**row, "direction": direction})
         return out
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        """TRL's generation, with the policy's hidden states recorded so the rollouts need no separate embedding pass
-        (``embed_from_generation``; HF generate only: vLLM and continuous batching keep the embedding pass)."""
+        """TRL's generation with dropout off, and the policy's hidden states recorded so the rollouts need no
+        separate embedding pass (``embed_from_generation``; HF generate only: vLLM and continuous batching keep the
+        embedding pass).
+
+        Eval mode holds for the generate call only (the previous mode is restored before TRL computes log-probs, in
+        train mode as before): rollouts are sampled as vLLM would, and their captured states equal a clean eval-mode
+        pass, as the anchors are embedded. After ``generate`` one decode step feeds the last sampled token, so a
+        rationale cut by ``max_completion_length`` is pooled whole.
+        """
+        if self.use_vllm or self.use_transformers_continuous_batching:
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
         queries = self._batch_queries
         use = (
             self.args.embed_from_generation
-            and not self.use_vllm
-            and not self.use_transformers_continuous_batching
             and images is None
             and queries is not None
             and len(queries) == len(prompt_ids)
         )
-        if not use:
-            return super()._generate_single_turn(
-                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
-            )
-        with HiddenStateCapture(backbone_of(self.model)) as capture:
-            completion_ids, logprobs = super()._generate_single_turn(
-                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
-            )
-        self._offer_captured(capture, prompt_ids, completion_ids, queries)
+        with eval_mode(self.model):
+            if not use:
+                return super()._generate_single_turn(
+                    prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+                )
+            capture = HiddenStateCapture(backbone_of(self.model), self._span_embedder.end_ids)
+            with capture, capture.feeding_last_token(self.accelerator.unwrap_model(self.model_wrapped)):
+                completion_ids, logprobs = super()._generate_single_turn(
+                    prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+                )
+                complete = capture.complete
+        if complete:
+            self._offer_captured(capture, prompt_ids, completion_ids, queries)
+        else:
+            logger.debug("The last generated token was not fed forward; the rollouts will be embedded separately.")
         return completion_ids, logprobs
 
     def _offer_captured(self, capture: HiddenStateCapture, prompt_ids, completion_ids, queries: list[str]) -> None:
@@ -254,20 +295,19 @@ class GraceTrainer(GRPOTrainer):
             logger.debug("Generation states unusable for this batch; the rollouts will be embedded separately.")
             return
         rationale_lengths = [len(self._span_embedder.rationale_tokens(c)) for c in completion_ids]
-        embeddings = pool_captured(
-            states.float(),
-            [len(p) for p in prompt_ids],
-            [(s.start, s.end) for s in spans],
-            rationale_lengths,
-            mode=self.args.pooling,
-        )
+        layout = ([len(p) for p in prompt_ids], [(s.start, s.end) for s in spans], rationale_lengths)
+        embeddings = pool_captured(states.float(), *layout, mode=self.args.pooling)
+        prefixes, fractions = None, self.grace_reward.refinement_prefixes
+        if "refinement" in self.grace_reward.terms:  # the same states at prefixes of each rationale (cumsums)
+            prefixes = pool_captured_prefixes(states.float(), *layout, fractions, mode=self.args.pooling)
         requests = [EmbedRequest(q, tuple(int(t) for t in c)) for q, c in zip(queries, completion_ids, strict=True)]
-        self.embedding_pool.offer(requests, embeddings, pooling=self.args.pooling)
+        self.embedding_pool.offer(requests, embeddings, self.args.pooling, prefixes, fractions)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         if self.weight_sync is not None:
             self.weight_sync.ensure_synced(self.state.global_step)  # e.g. evaluate() before any training
         inputs = self._apply_directions(inputs)
+        self._apply_length_schedule()
         self._batch_queries = [row["query"] for row in inputs]
         try:
             output = super()._generate_and_score_completions(inputs)

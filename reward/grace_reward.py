@@ -15,6 +15,8 @@ from reward.context import ANCHOR_MODES, RewardContext
 from reward.degenerate import degenerate_rollouts, score_without_degenerate
 from reward.registry import get_term
 from reward.retrieval import CorpusSearcher, resolve_gold, score_dcg
+from reward.terms import prefix_scores
+from rollout.captured_pool import embed_prefixes
 from rollout.embedder import EmbedRequest
 from rollout.pool import EmbeddingPool
 
@@ -103,6 +105,9 @@ class GraceReward:
             nDCG cutoff of the `dcg` term.
         search_depth (`int`, *optional*, defaults to `50`):
             documents retrieved per rollout (>= `dcg_k`; deeper ranks feed the recall/MRR metrics).
+        refinement_prefixes (`Sequence[float]`, *optional*, defaults to `(0.25, 0.5, 0.75, 1.0)`):
+            fractions of each rollout's own rationale length at which the `refinement` term scores it (its prefix
+            embeddings go to `ctx.extras["prefix_embeddings"]` and their scores to the records' `prefix_scores`).
 
     Returns (on call):
         One float per rollout (`None` for a rollout whose embedding is not finite: TRL skips it).
@@ -129,6 +134,7 @@ class GraceReward:
         dcg_k: int = 10,
         search_depth: int = 50,
         max_weight_staleness: int | None = None,
+        refinement_prefixes: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
     ) -> None:
         if len(terms) != len(weights):
             raise ValueError(f"{len(terms)} reward terms {list(terms)} but {len(weights)} weights {list(weights)}.")
@@ -149,6 +155,7 @@ class GraceReward:
         self.dcg_k = dcg_k
         self.search_depth = search_depth
         self.max_weight_staleness = max_weight_staleness
+        self.refinement_prefixes = tuple(float(f) for f in refinement_prefixes)
         self._policy_version: int | None = None
         self.last_records: list[dict[str, Any]] = []
 
@@ -215,7 +222,20 @@ class GraceReward:
             truncated=truncated,
             temperature=self.temperature,
         )
-        return ctx, {"anchor_rationale_seconds": t1 - t0, "embed_seconds": t2 - t1}
+        timing = {"anchor_rationale_seconds": t1 - t0, "embed_seconds": t2 - t1}
+        if "refinement" in self.terms:  # after the rollouts' embed call, which takes the captured rollouts
+            lengths = [self._rationale_length(ids) for ids in completion_ids]
+            prefixes = embed_prefixes(self.pool, rollout_requests, lengths, self.refinement_prefixes, self.pooling)
+            ctx.extras["prefix_embeddings"] = prefixes  # (N, J, H)
+            timing["prefix_embed_seconds"] = time.perf_counter() - t2
+        return ctx, timing
+
+    def _rationale_length(self, ids: Sequence[int]) -> int:
+        """Tokens before the first end token (all of them for a truncated rationale)."""
+        for k, token in enumerate(ids):
+            if int(token) in self.end_token_ids:
+                return k
+        return len(ids)
 
     def dcg(
         self,
@@ -303,6 +323,7 @@ class GraceReward:
                 "%d degenerate rollout(s) (empty rationale or non-finite embedding): reward None, advantage 0.",
                 degenerate,
             )
+        prefix = prefix_scores(ctx) if "prefix_embeddings" in ctx.extras else None  # (N, J) contrastive scores
         self.last_records = [
             {
                 "prompt_id": keys[i],
@@ -312,6 +333,7 @@ class GraceReward:
                 "rationale_tokens": len(completion_ids[i]),
                 "truncated": bool(ctx.truncated[i]),
                 "rewards": {name: _clean(values[name][i]) for name in self.terms},
+                **({"prefix_scores": [_clean(v) for v in prefix[i]]} if prefix is not None else {}),
                 "reward": _clean(total[i]),
                 **({"gold_rank": gold_ranks[i]} if gold_ranks is not None else {}),
             }

@@ -6,6 +6,8 @@ mean subtraction (GRACE's reference code scores negatives from the query side on
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from reward.context import RewardContext
@@ -64,6 +66,41 @@ def contrastive(ctx: RewardContext) -> torch.Tensor:
     candidates[torch.arange(n), pos_index] = True
     logits = (ctx.anchor_sims / ctx.temperature).masked_fill(~candidates, _NEG_INF)  # (N, A)
     return logits.gather(1, pos_index.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=1)  # (N,)
+
+
+def prefix_scores(ctx: RewardContext) -> torch.Tensor:
+    """`contrastive` score of each rollout's embedding at each prefix of its rationale: `(N, J)`.
+
+    Reads `ctx.extras["prefix_embeddings"]` (`(N, J, H)`, L2-normalised, prefixes in growing order; see
+    `rollout.pooling.pool_prefixes`) and scores prefix `j` against the same anchors and negatives as the final
+    embedding (the `contrastive` term on a context whose rollouts are the prefix embeddings).
+    """
+    if "prefix_embeddings" not in ctx.extras:
+        raise ValueError(
+            "The 'refinement' term needs prefix embeddings (extras['prefix_embeddings']); GraceReward computes them "
+            "when 'refinement' is in reward_terms (refinement_prefixes sets the fractions)."
+        )
+    prefixes = ctx.extras["prefix_embeddings"]  # (N, J, H)
+    scores = [
+        contrastive(dataclasses.replace(ctx, rollouts=prefixes[:, j], extras={})) for j in range(prefixes.size(1))
+    ]
+    return torch.stack(scores, dim=1)  # (N, J)
+
+
+@register("refinement")
+def refinement(ctx: RewardContext) -> torch.Tensor:
+    """Penalty for each drop of the contrastive score as the rationale grows: `mean_j min(0, s_{j+1} - s_j)` over
+    consecutive prefixes (`prefix_scores`); 0 when the score never falls, always <= 0.
+
+    A reward for the positive increments `max(0, s_{j+1} - s_j)` could be gamed: making the early prefixes worse
+    raises every later increment without improving anything. A drop penalty cannot be raised that way: lowering an
+    early prefix's score never raises it (it can only create or deepen a drop). How good the final embedding is,
+    is already rewarded by `contrastive`; this term only asks that writing more never hurts (test-time scaling).
+    """
+    scores = prefix_scores(ctx)  # (N, J)
+    if scores.size(1) < 2:
+        raise ValueError(f"The 'refinement' term needs at least 2 prefixes, got {scores.size(1)}.")
+    return (scores[:, 1:] - scores[:, :-1]).clamp(max=0.0).mean(dim=1)  # (N,)
 
 
 @register("consistency")

@@ -41,7 +41,7 @@ class ModelSpec:
         trust_remote_code (`bool`, *optional*, defaults to `False`):
             passed to `from_pretrained`.
         max_length (`int`, *optional*, defaults to `512`):
-            the embedder's token budget per sequence.
+            input-text tokens the embedder keeps (`Embedder.max_text_tokens`; the rationale is never cut).
     """
 
     model_path: str

@@ -19,6 +19,7 @@ import torch
 
 from rollout.embedder import EmbedRequest
 from rollout.pool import EmbeddingPool, VersionedEmbeddings
+from rollout.pooling import prefix_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +53,43 @@ class CapturingPool:
         self.pool = pool
         self.collective = collective
         self._offer: Offer | None = None
+        self._prefix_offer: tuple[list[EmbedRequest], torch.Tensor, str, tuple[float, ...]] | None = None
         self.last_served = 0  # rows the last embed call took from offers (all ranks' offers when collective)
 
-    def offer(self, requests: Sequence[EmbedRequest], embeddings: torch.Tensor, pooling: str = "mean") -> None:
-        """Embeddings `(N, H)` of `requests`, pooled with `pooling`, for the next embed call."""
+    def offer(
+        self,
+        requests: Sequence[EmbedRequest],
+        embeddings: torch.Tensor,
+        pooling: str = "mean",
+        prefixes: torch.Tensor | None = None,
+        fractions: Sequence[float] = (),
+    ) -> None:
+        """Embeddings `(N, H)` of `requests`, pooled with `pooling`, for the next embed call; and optionally their
+        rationale-prefix embeddings `prefixes (N, J, H)` at `fractions` for the next `embed_prefixes` call."""
         if len(requests) != embeddings.shape[0]:
             raise ValueError(f"{len(requests)} requests but {embeddings.shape[0]} offered embeddings.")
         self._offer = (list(requests), embeddings.detach().cpu(), pooling)
+        self._prefix_offer = None
+        if prefixes is not None:
+            if prefixes.shape[:2] != (len(requests), len(fractions)):
+                raise ValueError(
+                    f"prefixes of shape {tuple(prefixes.shape)} do not match {len(requests)} requests at "
+                    f"{len(fractions)} fractions."
+                )
+            self._prefix_offer = (list(requests), prefixes, pooling, tuple(float(f) for f in fractions))
+
+    def take_prefixes(
+        self, requests: Sequence[EmbedRequest], fractions: Sequence[float], pooling: str = "mean"
+    ) -> torch.Tensor | None:
+        """The offered prefix embeddings `(N, J, H)` when they were computed for exactly these requests, fractions
+        and pooling, else `None`; the offer is used up either way."""
+        offer, self._prefix_offer = self._prefix_offer, None
+        if offer is None:
+            return None
+        offered, prefixes, offered_pooling, offered_fractions = offer
+        if (offered_pooling, offered_fractions) != (pooling, tuple(float(f) for f in fractions)):
+            return None
+        return prefixes if list(requests) == offered else None
 
     def _take_offers(self) -> list[Offer]:
         """This rank's offer, or (collective) every rank's, in rank order; clears this rank's offer."""
@@ -112,3 +143,42 @@ class CapturingPool:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.pool.decode(ids)
+
+
+def embed_prefixes(
+    pool: EmbeddingPool,
+    requests: Sequence[EmbedRequest],
+    rationale_lengths: Sequence[int],
+    fractions: Sequence[float],
+    pooling: str = "mean",
+) -> torch.Tensor:
+    """Embeddings of every request at prefixes of its rationale: `(N, J, H)`, prefix `j` keeping
+    `ceil(fractions[j] * L)` of the rationale's `L` tokens (`rollout.pooling.prefix_lengths`).
+
+    Served from the generation pass when `pool` is a `CapturingPool` holding them (no forward pass); otherwise
+    (vLLM, several processes, Ray) the `N * J` prefix requests go to the pool in one batched call.
+
+    Args:
+        pool (`EmbeddingPool`):
+            the pool (a `CapturingPool` serves captured prefixes).
+        requests (`Sequence[EmbedRequest]`):
+            the rollouts (text + rationale token ids, end token and what follows included or not).
+        rationale_lengths (`Sequence[int]`):
+            rationale tokens of each request before its end token.
+        fractions (`Sequence[float]`):
+            `J` fractions in `(0, 1]`.
+        pooling (`str`, *optional*, defaults to `"mean"`):
+            the pooling mode.
+    """
+    take = getattr(pool, "take_prefixes", None)
+    captured = take(requests, fractions, pooling) if take is not None else None
+    if captured is not None:
+        return captured
+    keep = prefix_lengths(torch.as_tensor(list(rationale_lengths), dtype=torch.long), fractions)  # (N, J)
+    flat = [
+        EmbedRequest(r.text, tuple(r.rationale_ids[:k]))
+        for r, row in zip(requests, keep.tolist(), strict=True)
+        for k in row
+    ]
+    vectors = pool.embed(flat, pooling)  # (N * J, H)
+    return vectors.view(len(requests), len(fractions), -1)

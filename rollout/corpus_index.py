@@ -154,6 +154,16 @@ class CorpusIndex:
         rationales = pool.generate_rationales(texts, s.rationale_tokens, s.rationale_temperature)
         return [EmbedRequest(t, tuple(r)) for t, r in zip(texts, rationales, strict=True)]
 
+    def _embed_chunk(self, pool: EmbeddingPool, rows: Sequence[int]) -> np.ndarray:
+        """``(C, H)``: with rationales and a pool that can ``encode``, each rationale is written and pooled in one
+        pass (no second embedding pass); otherwise rationales are generated, then embedded."""
+        s = self.settings
+        encode = getattr(pool, "encode", None)
+        if encode is not None and s.embed_mode == "rationale" and s.rationale_tokens > 0:
+            texts = [self.corpus.texts[r] for r in rows]
+            return _as_matrix(encode(texts, s.rationale_tokens, s.rationale_temperature, pooling=s.pooling))
+        return _as_matrix(pool.embed(self._requests(pool, rows), pooling=s.pooling))
+
     def embed_rows(self, pool: EmbeddingPool, rows: Sequence[int], show_progress_bar: bool = False) -> np.ndarray:
         """Embed the documents at `rows` with the pool's current weights: `(R, H)` float32."""
         rows = [int(r) for r in rows]
@@ -161,7 +171,7 @@ class CorpusIndex:
         with tqdm(total=len(rows), desc="Embedding corpus", unit="doc", disable=not show_progress_bar) as bar:
             for s in range(0, len(rows), size):
                 part = rows[s : s + size]
-                chunks.append(_as_matrix(pool.embed(self._requests(pool, part), pooling=self.settings.pooling)))
+                chunks.append(self._embed_chunk(pool, part))  # (C, H)
                 bar.update(len(part))
         vectors = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)  # (R, H)
         bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1)) if len(vectors) else []

@@ -12,13 +12,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
+from rollout.capture import HiddenStateCapture, count_rationale_tokens, pool_captured
 from rollout.pooling import pool_hidden_states
 
 logger = logging.getLogger(__name__)
 
 MessagesFn = Callable[[str], list[dict[str, str]]]
+
+# encode() texts per generate call. On CPU generation is compute-bound, so bigger batches buy little and waste more
+# decode steps on rows that already ended: with the default 135M model, 1 torch thread, 80 STS sentences and 32-token
+# rationales (bench/encode_speed.py --sweep 8,16,32,64, shared machine), 16 gave 0.95 texts/s and 8, 32, 64 gave
+# 0.66-0.67. On a GPU pass a larger batch_size.
+ENCODE_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -57,33 +65,70 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+def rationale_end_ids(tokenizer, *eos_sources: int | Sequence[int] | None) -> list[int]:
+    """Tokens that end a rationale: the tokenizer's EOS and pad plus every EOS id in ``eos_sources`` (e.g. a
+    generation config's ``eos_token_id``, which may be a list: TRL stops generation on each of them).
+
+    >>> rationale_end_ids(tokenizer, model.generation_config.eos_token_id)  # doctest: +SKIP
+    [2, 128001, 128009]
+    """
+    ids = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    for source in eos_sources:
+        if source is None:
+            continue
+        ids.update([source] if isinstance(source, int) else source)
+    return sorted(int(i) for i in ids if i is not None)
+
+
+def generation_eos(model: torch.nn.Module) -> int | list[int] | None:
+    """``model.generation_config.eos_token_id`` (an id, a list of ids, or ``None``); peft models forward it."""
+    config = getattr(model, "generation_config", None)
+    return getattr(config, "eos_token_id", None)
+
+
 class Embedder:
     """Embeds texts (+ rationales) by masked pooling of a causal LM's last hidden states.
+
+    Truncation policy: the rationale is never cut. An input text longer than ``max_text_tokens`` tokens is cut at its
+    end (the chat template around it is kept) *before* anything else sees it: :meth:`prompt_tokens` is the one place
+    prompts come from, for generating rationales, for embedding, and for the trainer's rollout prompts
+    (:meth:`fit_text`), so a rationale is always pooled with the text it was written about.
 
     Args:
         model: a causal LM (plain or peft-wrapped). Its current weights are used at every call.
         tokenizer: the model's tokenizer (needs a chat template and a pad token).
         messages_fn: text -> chat messages whose last user turn's content is exactly the text.
-        max_length: prompt + rationale tokens beyond this are cut (from the right).
+        max_text_tokens: input-text tokens kept (the text is cut from its end beyond this).
+        end_token_ids: tokens that end a rationale (default: the tokenizer's EOS and pad plus the model's
+            generation config: :func:`rationale_end_ids`, the ids TRL's generation stops on).
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer, messages_fn: MessagesFn, max_length: int = 512) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        messages_fn: MessagesFn,
+        max_text_tokens: int = 512,
+        end_token_ids: Sequence[int] | None = None,
+    ) -> None:
+        if max_text_tokens < 1:
+            raise ValueError(f"max_text_tokens must be >= 1, got {max_text_tokens}.")
         self.model = model
         self.tokenizer = tokenizer
         self.messages_fn = messages_fn
-        self.max_length = max_length
+        self.max_text_tokens = max_text_tokens
         self._prompt_cache: dict[str, PromptTokens] = {}
-        self._special_ids = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
+        if end_token_ids is None:
+            end_token_ids = rationale_end_ids(tokenizer, generation_eos(model))
+        self.end_ids = sorted({int(i) for i in end_token_ids})
+        self._special_ids = set(self.end_ids)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def prompt_tokens(self, text: str) -> PromptTokens:
-        """Tokenise the chat prompt for ``text`` (as TRL does) and locate the text's tokens (cached)."""
-        cached = self._prompt_cache.get(text)
-        if cached is not None:
-            return cached
+    def _render(self, text: str) -> tuple[PromptTokens, list[tuple[int, int]], int]:
+        """Chat prompt token ids for ``text`` (as TRL tokenises it), its token offsets and the text's first char."""
         rendered = self.tokenizer.apply_chat_template(
             self.messages_fn(text), tokenize=False, add_generation_prompt=True
         )
@@ -92,16 +137,39 @@ class Embedder:
             raise ValueError(f"The chat template altered the input text; cannot locate it in {rendered!r}.")
         char_end = char_start + len(text)
         enc = self.tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
-        inside = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > char_start and a < char_end]
+        offsets = [tuple(o) for o in enc["offset_mapping"]]
+        inside = [i for i, (a, b) in enumerate(offsets) if b > char_start and a < char_end]
         start, end = (inside[0], inside[-1] + 1) if inside else (0, 0)
-        tokens = PromptTokens(tuple(enc["input_ids"]), start, end)
+        return PromptTokens(tuple(enc["input_ids"]), start, end), offsets, char_start
+
+    def _fit(self, text: str) -> tuple[str, PromptTokens]:
+        """``text`` cut at its end to at most ``max_text_tokens`` tokens (as tokenised inside the prompt), and its
+        prompt tokens."""
+        for _ in range(4):  # re-tokenising a cut text may shift a boundary token; converges in 1-2 rounds
+            tokens, offsets, char_start = self._render(text)
+            if tokens.end - tokens.start <= self.max_text_tokens:
+                return text, tokens
+            cut = offsets[tokens.start + self.max_text_tokens - 1][1] - char_start  # chars of the kept tokens
+            text = text[: max(cut, 0)]
+        return text, self._render(text)[0]
+
+    def fit_text(self, text: str) -> str:
+        """``text`` cut at its end to at most ``max_text_tokens`` tokens: what every prompt for it holds."""
+        return self._fit(text)[0]
+
+    def prompt_tokens(self, text: str) -> PromptTokens:
+        """The chat prompt for ``text`` (cut by :meth:`fit_text`) and the text's token span ``[start, end)``."""
+        cached = self._prompt_cache.get(text)
+        if cached is not None:
+            return cached
+        tokens = self._fit(text)[1]
         if len(self._prompt_cache) > 100_000:
             self._prompt_cache.clear()
         self._prompt_cache[text] = tokens
         return tokens
 
     def rationale_tokens(self, ids: Sequence[int]) -> list[int]:
-        """Drop everything from the first EOS/pad token on (it ends the rationale)."""
+        """Drop everything from the first end token (EOS ids, pad) on: it ends the rationale."""
         out = []
         for token in ids:
             if token in self._special_ids:
@@ -119,7 +187,7 @@ class Embedder:
             text_mask = [0] * len(ids)
             text_mask[prompt.start : prompt.end] = [1] * (prompt.end - prompt.start)
             rationale_mask = [0] * len(prompt.ids) + [1] * len(rationale)
-            rows.append((ids[: self.max_length], text_mask[: self.max_length], rationale_mask[: self.max_length]))
+            rows.append((ids, text_mask, rationale_mask))  # never cut: the text was fitted in prompt_tokens
         width = max(len(r[0]) for r in rows)
         pad_id = self.tokenizer.pad_token_id
 
@@ -174,6 +242,29 @@ class Embedder:
                     out[i] = pooled[row]
         return torch.stack(out)  # type: ignore[arg-type]
 
+    def _generation_kwargs(self, max_new_tokens: int, temperature: float, num_return_sequences: int) -> dict:
+        """``generate`` settings: greedy when ``temperature`` is 0, else plain sampling; stops on every end token."""
+        kwargs = {
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.end_ids,
+            "do_sample": temperature > 0,
+        }
+        if temperature > 0:
+            kwargs.update(temperature=temperature, top_p=1.0, top_k=0, num_return_sequences=num_return_sequences)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def _left_padded(self, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded prompt ids and attention mask, ``(B, W)`` each, on the model's device."""
+        rows = [torch.tensor(p, dtype=torch.long) for p in prompts]
+        pad_id = self.tokenizer.pad_token_id
+        input_ids = pad_sequence(rows, batch_first=True, padding_value=pad_id, padding_side="left")  # (B, W)
+        ones = [torch.ones(len(p), dtype=torch.long) for p in prompts]
+        attention = pad_sequence(ones, batch_first=True, padding_value=0, padding_side="left")  # (B, W)
+        return input_ids.to(self.device), attention.to(self.device)
+
     @torch.no_grad()
     def generate_rationales(
         self,
@@ -184,30 +275,105 @@ class Embedder:
         batch_size: int = 16,
         show_progress_bar: bool = False,
     ) -> list[tuple[int, ...]]:
-        """Write rationales for ``texts`` (greedy when ``temperature`` is 0).
+        """Write rationales for ``texts`` (greedy when ``temperature`` is 0), in input order.
 
         Returns ``len(texts) * num_return_sequences`` token-id tuples, grouped by text.
         """
         if max_new_tokens <= 0:
             return [()] * (len(texts) * num_return_sequences)
-        pad_id = self.tokenizer.pad_token_id
         results: list[tuple[int, ...]] = []
         sampling = temperature > 0
-        gen_kwargs = {"do_sample": sampling, "max_new_tokens": max_new_tokens, "pad_token_id": pad_id}
-        if sampling:
-            gen_kwargs.update(temperature=temperature, top_p=1.0, top_k=0, num_return_sequences=num_return_sequences)
-        else:
-            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        gen_kwargs = self._generation_kwargs(max_new_tokens, temperature, num_return_sequences)
         starts = range(0, len(texts), batch_size)
         with eval_mode(self.model):
             for s in tqdm(starts, desc="Writing rationales", disable=not show_progress_bar, unit="batch"):
                 prompts = [self.prompt_tokens(t).ids for t in texts[s : s + batch_size]]
-                width = max(len(p) for p in prompts)
-                input_ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts], device=self.device)
-                attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+                input_ids, attention = self._left_padded(prompts)  # (B, W) each
                 generated = self.model.generate(input_ids=input_ids, attention_mask=attention, **gen_kwargs)
-                completions = generated[:, width:].tolist()  # (B * R, new)
+                completions = generated[:, input_ids.shape[1] :].tolist()  # (B * R, new)
                 if not sampling and num_return_sequences > 1:
                     completions = [c for c in completions for _ in range(num_return_sequences)]
                 results.extend(tuple(self.rationale_tokens(c)) for c in completions)
         return results
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str],
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        num_return_sequences: int = 1,
+        pooling: str = "mean",
+        batch_size: int = ENCODE_BATCH_SIZE,
+        normalize: bool = True,
+        show_progress_bar: bool = False,
+    ) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+        """Write a rationale per text and pool text + rationale from the hidden states computed while generating.
+
+        One ``generate`` call per batch (prompts sorted by length, so batches pad little; input order restored), plus
+        one decode step for the last token (:class:`rollout.capture.HiddenStateCapture`): equal to
+        :meth:`generate_rationales` then :meth:`embed` for the same tokens, without the second pass. A budget of 0
+        embeds the text alone (one pooling forward).
+
+        Returns:
+            ``(N * R, H)`` float32 embeddings on the CPU and the ``N * R`` rationales (token ids), grouped by text.
+        """
+        r = num_return_sequences
+        if max_new_tokens <= 0:
+            emb = self.embed([EmbedRequest(t) for t in texts], pooling, batch_size, normalize, show_progress_bar)
+            return emb.repeat_interleave(r, dim=0), [()] * (len(texts) * r)  # (N * R, H)
+        prompts = [self.prompt_tokens(t) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: -len(prompts[i].ids))
+        pieces: list[torch.Tensor] = []
+        rationales: list[tuple[int, ...]] = [()] * (len(texts) * r)
+        bar = tqdm(total=len(texts), desc="Encoding", unit="text", disable=not show_progress_bar)
+        with eval_mode(self.model), bar:
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                emb, ids = self._generate_and_pool([prompts[i] for i in idx], max_new_tokens, temperature, r, pooling)
+                pieces.append(emb)  # (B * R, H)
+                for k, i in enumerate(idx):
+                    rationales[i * r : (i + 1) * r] = ids[k * r : (k + 1) * r]
+                bar.update(len(idx))
+                bar.set_postfix_str(f"{bar.n / max(bar.format_dict['elapsed'], 1e-9):.1f} texts/s")
+        rows = (torch.tensor(order).unsqueeze(1) * r + torch.arange(r)).flatten()  # (N * R,) sorted -> input rows
+        out = torch.empty(len(rows), pieces[0].shape[1])  # (N * R, H)
+        out[rows] = torch.cat(pieces)
+        if normalize:
+            out = torch.nn.functional.normalize(out, dim=-1)
+        return out, rationales
+
+    def _generate_and_pool(
+        self, prompts: Sequence[PromptTokens], max_new_tokens: int, temperature: float, r: int, pooling: str
+    ) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+        """One generate call over ``prompts`` with the states captured; ``(B * R, H)`` unnormalised embeddings and
+        the ``B * R`` rationales."""
+        fan_out = r if temperature > 0 else 1  # greedy: one rationale per prompt, repeated below
+        input_ids, attention = self._left_padded([p.ids for p in prompts])  # (B, W)
+        width = input_ids.shape[1]
+        with HiddenStateCapture(backbone_of(self.model), self.end_ids) as capture:
+            gen_kwargs = self._generation_kwargs(max_new_tokens, temperature, r)
+            sequences = self.model.generate(input_ids=input_ids, attention_mask=attention, **gen_kwargs)  # (B', W+n)
+            capture.final_step(sequences, attention)
+            states = capture.states(width, sequences.shape[0])  # (B', W + n, H)
+        if states is None or not capture.complete:
+            raise RuntimeError(
+                "generate did not run as one prompt pass plus one decode step per token (an assisted, beam or "
+                "compiled generation?); use Embedder.generate_rationales then Embedder.embed for this model."
+            )
+        completions = sequences[:, width:]  # (B', n)
+        lengths = count_rationale_tokens(completions, self.end_ids)  # (B',)
+        pooled = pool_captured(
+            states,
+            torch.tensor([len(p.ids) for p in prompts]).repeat_interleave(fan_out),
+            torch.tensor([[p.start, p.end] for p in prompts]).repeat_interleave(fan_out, dim=0),
+            lengths,
+            pooling,
+            normalize=False,
+            prompt_width=width,
+        )  # (B', H)
+        ids = [tuple(row[:n]) for row, n in zip(completions.tolist(), lengths.tolist(), strict=True)]
+        if fan_out != r:
+            pooled = pooled.repeat_interleave(r, dim=0)  # (B * R, H)
+            ids = [x for x in ids for _ in range(r)]
+        return pooled, ids

@@ -81,5 +81,13 @@ class LocalEmbeddingPool:
     ) -> list[tuple[int, ...]]:
         return self.embedder.generate_rationales(texts, max_new_tokens, temperature, batch_size=self.batch_size)
 
+    def encode(
+        self, texts: Sequence[str], max_new_tokens: int, temperature: float = 0.0, pooling: str = "mean"
+    ) -> torch.Tensor:
+        """Write one rationale per text and pool text + rationale in the same pass (:meth:`Embedder.encode`):
+        ``(N, H)``, equal to :meth:`generate_rationales` then :meth:`embed` for the same tokens. Optional capability:
+        callers check for it (the Ray pool has none)."""
+        return self.embedder.encode(texts, max_new_tokens, temperature, pooling=pooling, batch_size=self.batch_size)[0]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.embedder.tokenizer.decode(list(ids), skip_special_tokens=True)

@@ -24,9 +24,8 @@ STS_FORMATS = (
 def _encoder(args: argparse.Namespace):
     from grace_rl.encoder import GraceEncoder, check_encode_options
 
-    check_encode_options(
-        args.max_rationale_tokens, args.num_rationales, args.temperature, args.batch_size
-    )  # fail fast
+    temperature = 0.0 if args.temperature is None else args.temperature  # None: the command picks its default
+    check_encode_options(args.max_rationale_tokens, args.num_rationales, temperature, args.batch_size)  # fail fast
 
     return GraceEncoder.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
 
@@ -53,7 +52,12 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="Rationales per text; their embeddings are averaged (K > 1 needs --temperature > 0).",
     )
-    p.add_argument("--temperature", type=float, default=0.0, help="Rationale sampling temperature (0 = greedy).")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="Rationale sampling temperature (0 = greedy; default 0, or 0.7 with --scaling-samples).",
+    )
     p.add_argument(
         "--batch-size", type=int, default=16, metavar="B", help="Texts per generation / forward batch (memory)."
     )
@@ -82,7 +86,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_rationale_tokens=args.max_rationale_tokens,
         num_rationales=args.num_rationales,
-        temperature=args.temperature,
+        temperature=args.temperature or 0.0,
     )
     buffer = io.BytesIO()
     np.save(buffer, emb)
@@ -116,12 +120,94 @@ def _add_scaling_options(p: argparse.ArgumentParser, task: str) -> None:
     )
 
 
+def _counts(spec: str) -> list[int]:
+    from grace_rl.eval.sample_scaling import parse_counts
+
+    try:
+        return parse_counts(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _add_sts_scaling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scaling-samples",
+        type=_counts,
+        default=None,
+        metavar="K1,K2,...",
+        help="Evaluate with each number of sampled rationales averaged (e.g. 1,2,4,8; at --temperature, default 0.7;"
+        " budget --max-rationale-tokens) and write the curve with 95%% bootstrap intervals as JSON + PNG.",
+    )
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="MODEL",
+        help="With --scaling or --scaling-samples: also sweep MODEL (e.g. a trained run) and plot both curves.",
+    )
+
+
+def _run_sts_curves(args: argparse.Namespace) -> int:
+    """`--scaling` / `--scaling-samples` for STS: one curve per model (`--model`, then `--compare`), with 95%
+    bootstrap intervals, in one JSON + PNG; prints one JSON line naming the files."""
+    from grace_rl.eval.sample_scaling import (
+        DEFAULT_SAMPLE_TEMPERATURE,
+        evaluate_sts_interval,
+        sts_samples_curve,
+        write_curves,
+    )
+    from grace_rl.eval.scaling import scaling_curve
+
+    models = [args.model] + ([args.compare] if args.compare else [])
+    samples = args.scaling_samples is not None
+    temperature = (
+        args.temperature if args.temperature is not None else (DEFAULT_SAMPLE_TEMPERATURE if samples else 0.0)
+    )
+    start, curves = time.perf_counter(), []
+    for model in models:
+        encoder = _encoder(argparse.Namespace(**{**vars(args), "model": model}))
+        if samples:
+            points = sts_samples_curve(
+                encoder,
+                args.data,
+                args.scaling_samples,
+                temperature,
+                args.format,
+                args.limit,
+                args.max_rationale_tokens,
+                args.batch_size,
+            )
+        else:
+            evaluate = functools.partial(evaluate_sts_interval, path=args.data, fmt=args.format, limit=args.limit)
+            kwargs = {"batch_size": args.batch_size, "num_rationales": args.num_rationales, "temperature": temperature}
+            points = scaling_curve(encoder, args.scaling, evaluate, **kwargs)
+        curves.append({"model": model, "points": points})
+    meta = {
+        "models": models,
+        "temperature": temperature,
+        "seconds": round(time.perf_counter() - start, 1),
+        **(
+            {"max_rationale_tokens": args.max_rationale_tokens} if samples else {"num_rationales": args.num_rationales}
+        ),
+    }
+    x_key, xlabel = (
+        ("num_rationales", f"rationales averaged (temperature {temperature})")
+        if samples
+        else ("max_rationale_tokens", "rationale budget (max tokens)")
+    )
+    default_out = "sts_samples_scaling" if samples else "sts_scaling"
+    out = args.scaling_out if args.scaling_out != "sts_scaling" or not samples else default_out
+    files = write_curves(curves, x_key, xlabel, out, meta)
+    print(json.dumps({"task": "sts", **meta, "points": curves[0]["points"], "curves": curves, **files}))
+    return 0
+
+
 def _run_eval(args: argparse.Namespace, task: str, evaluate: Callable[..., dict[str, Any]]) -> int:
     """One evaluation (one JSON line), or with `--scaling` the curve (one JSON line naming the written files)."""
     from grace_rl.eval.scaling import scaling_curve, write_scaling
 
     encoder = _encoder(args)
-    kwargs = {"batch_size": args.batch_size, "num_rationales": args.num_rationales, "temperature": args.temperature}
+    temperature = args.temperature or 0.0
+    kwargs = {"batch_size": args.batch_size, "num_rationales": args.num_rationales, "temperature": temperature}
     if args.scaling is None:
         result = evaluate(encoder, max_rationale_tokens=args.max_rationale_tokens, **kwargs)
         result.update(model=args.model, max_rationale_tokens=args.max_rationale_tokens)
@@ -132,7 +218,7 @@ def _run_eval(args: argparse.Namespace, task: str, evaluate: Callable[..., dict[
     meta = {
         "model": args.model,
         "num_rationales": args.num_rationales,
-        "temperature": args.temperature,
+        "temperature": temperature,
         "seconds": round(time.perf_counter() - start, 1),
     }
     files = write_scaling(points, task, args.scaling_out, meta)
@@ -145,6 +231,12 @@ def cmd_eval_sts(args: argparse.Namespace) -> int:
 
     read_sts(args.data, args.format, args.limit)  # a bad file fails before the model is loaded
 
+    if args.scaling_samples is not None and args.scaling is not None:
+        raise ValueError("Give --scaling (rationale budgets) or --scaling-samples (rationale counts), not both.")
+    if args.scaling_samples is not None or args.scaling is not None:
+        return _run_sts_curves(args)
+    if args.compare:
+        raise ValueError("--compare MODEL needs --scaling or --scaling-samples (it adds a second curve).")
     return _run_eval(args, "sts", functools.partial(evaluate_sts, path=args.data, fmt=args.format, limit=args.limit))
 
 
@@ -217,6 +309,7 @@ def _add_sts_parser(tasks: argparse._SubParsersAction) -> None:
     )
     _add_encode_options(sts)
     _add_scaling_options(sts, "sts")
+    _add_sts_scaling_options(sts)
     sts.set_defaults(func=cmd_eval_sts)
 
 

@@ -36,6 +36,11 @@ def test_defaults_are_valid_and_fill_anchor_budget():
         (dict(embedding_backend="spark"), "embedding_backend"),
         (dict(num_generations=1, per_device_train_batch_size=4), "at least 2 generations"),
         (dict(reward_terms=["dcg"], term_weights=[1.0]), "corpus index"),
+        (dict(reward_terms=["refinement"], term_weights=[1.0], refinement_prefixes=[1.0]), "at least 2 fractions"),
+        (dict(max_completion_length=16, completion_length_schedule=[8, 32]), "raise max_completion_length"),
+        (dict(completion_length_schedule=[]), "completion_length_schedule"),
+        (dict(reward_terms=["refinement"], term_weights=[1.0], refinement_prefixes=[0.5, 0.25]), "increasing"),
+        (dict(reward_terms=["refinement"], term_weights=[1.0], refinement_prefixes=[0.5, 1.5]), "in \\(0, 1\\]"),
     ],
 )
 def test_invariants_fail_with_a_fix(kw, message):

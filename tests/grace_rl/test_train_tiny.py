@@ -87,9 +87,9 @@ def test_rollout_embeddings_come_from_the_generation_pass(tmp_path, tiny_model_d
     offered = []
     original = CapturingPool.offer
 
-    def spy(self, requests, embeddings, pooling="mean"):
+    def spy(self, requests, embeddings, *args, **kwargs):
         offered.append(([r.text for r in requests], [list(r.rationale_ids) for r in requests], embeddings.clone()))
-        return original(self, requests, embeddings, pooling)
+        return original(self, requests, embeddings, *args, **kwargs)
 
     monkeypatch.setattr(CapturingPool, "offer", spy)
     argv = tiny_recipe(tmp_path, tiny_model_dir, demo_rows, learning_rate=0.0, max_steps=1)  # LoRA B = 0: base model
@@ -99,7 +99,7 @@ def test_rollout_embeddings_come_from_the_generation_pass(tmp_path, tiny_model_d
     assert len(offered) == 1
     queries, completions, captured = offered[0]
     embedder = Embedder(load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), RationaleTemplate())
-    # a rationale cut at max_completion_length (6) misses its last token's state
-    reqs = [EmbedRequest(q, tuple(embedder.rationale_tokens(c)[:5])) for q, c in zip(queries, completions)]
+    # the whole rationale, the last token of one cut at max_completion_length (6) included
+    reqs = [EmbedRequest(q, tuple(c)) for q, c in zip(queries, completions)]
     assert (embedder.embed(reqs) - captured).abs().max() < 1e-5
     assert torch.isfinite(captured).all()

@@ -9,6 +9,7 @@ import torch
 
 from reward import available_terms, get_term, register
 from reward.context import RewardContext
+from reward.terms import prefix_scores
 
 BUILTIN = [
     "consistency",
@@ -18,6 +19,7 @@ BUILTIN = [
     "in_batch",
     "margin",
     "positive",
+    "refinement",
     "truncation",
 ]
 
@@ -103,6 +105,10 @@ def test_no_term_is_constant_within_a_group():
         truncated=torch.tensor([True, False] * (rows * g // 2)),
         temperature=0.05,
     )
+    # prefixes 1/4 .. 3/4 of each rationale drift from the final embedding by a rollout-specific amount
+    noise = torch.randn(rows * g, 3, dim)
+    prefixes = torch.nn.functional.normalize(rollouts.unsqueeze(1) + noise * torch.rand(rows * g, 3, 1), dim=-1)
+    ctx.extras["prefix_embeddings"] = torch.cat([prefixes, rollouts.unsqueeze(1)], dim=1)  # (N, 4, H)
     for name in BUILTIN:
         values = get_term(name)(ctx).view(rows, g)
         spread = values.std(dim=1)
@@ -154,3 +160,53 @@ def test_group_contrastive_by_hand():
         negs = [float(e[i] @ e[j]) for j in others]
         expected.append(pos - math.log(sum(math.exp(v) for v in [pos, *negs])))
     assert close(get_term("group_contrastive")(ctx), expected)
+
+
+def test_refinement_by_hand():
+    """Two rollouts of row 0 (positive p0=(1,0), hard negative n0=(-1,0), in-batch p1=(0,1)), three prefixes each.
+
+    With tau = 1 a prefix embedding e scores `s = e.p0 - log(exp(e.p0) + exp(e.p1) + exp(e.n0))`.
+    """
+    ctx = hand_context(temperature=1.0)
+    ctx = RewardContext(
+        rollouts=ctx.rollouts[:2],
+        group=ctx.group[:2],
+        anchors=ctx.anchors,
+        positive=ctx.positive,
+        hard_negative_mask=ctx.hard_negative_mask,
+        in_batch_mask=ctx.in_batch_mask,
+        truncated=ctx.truncated[:2],
+        temperature=1.0,
+    )
+    up, mid, down = [1.0, 0.0], [0.6, 0.8], [0.0, 1.0]
+    # rollout 0 only improves (down -> mid -> up); rollout 1 gets worse then recovers (up -> down -> mid)
+    ctx.extras["prefix_embeddings"] = torch.tensor([[down, mid, up], [up, down, mid]])
+
+    def s(e: list[float]) -> float:
+        x, y = e
+        return x - math.log(math.exp(x) + math.exp(y) + math.exp(-x))
+
+    scores = prefix_scores(ctx)
+    assert close(scores.flatten(), [s(down), s(mid), s(up), s(up), s(down), s(mid)])
+    assert s(down) < s(mid) < s(up)
+    expected_1 = (min(0.0, s(down) - s(up)) + min(0.0, s(mid) - s(down))) / 2  # one drop, then a rise (not paid)
+    assert close(get_term("refinement")(ctx), [0.0, expected_1])
+    assert expected_1 < -0.5
+
+
+def test_refinement_cannot_be_gamed_by_worse_early_prefixes():
+    ctx = hand_context(temperature=1.0)
+    good = torch.nn.functional.normalize(torch.tensor([[0.8, 0.6], [0.9, 0.1], [1.0, 0.0]]), dim=-1)
+    worse_start = good.clone()
+    worse_start[0] = torch.tensor([0.0, 1.0])  # the first prefix made worse
+    ctx.extras["prefix_embeddings"] = torch.stack([good, worse_start, good, good])  # (4, 3, 2)
+    values = get_term("refinement")(ctx)
+    assert values[1] <= values[0]  # a worse early prefix never earns more
+    scores = prefix_scores(ctx)
+    increments = (scores[:, 1:] - scores[:, :-1]).clamp(min=0).mean(dim=1)
+    assert increments[1] > increments[0] + 0.1  # whereas a reward for increments would pay for it
+
+
+def test_refinement_needs_prefix_embeddings():
+    with pytest.raises(ValueError, match="refinement_prefixes"):
+        get_term("refinement")(hand_context())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rollout.captured_pool import CapturingPool
+from rollout.captured_pool import CapturingPool, embed_prefixes
 from rollout.embedder import EmbedRequest
 from rollout.pool import EmbeddingPool, VersionedEmbeddings
 
@@ -81,3 +81,28 @@ def test_only_offered_rows_needs_no_inner_call():
     pool.offer(ROLLOUTS, torch.ones(2, 8))
     assert torch.equal(pool.embed(ROLLOUTS), torch.ones(2, 8)) and inner.calls == []
     assert pool.generate_rationales(["a"], 4) == [(1,)] and pool.decode([1]) == "x"
+
+
+def test_prefixes_served_from_the_offer_else_one_batched_call():
+    inner = CountingPool()
+    pool = CapturingPool(inner)
+    rollouts = [EmbedRequest("q1", (3, 4, 5, 6)), EmbedRequest("q22", (5,))]
+    prefixes = torch.rand(2, 2, 8)
+    pool.offer(rollouts, torch.zeros(2, 8), "mean", prefixes, [0.5, 1.0])
+    pool.embed(rollouts)  # the reward's rollout call comes first and leaves the prefix offer in place
+    assert torch.equal(embed_prefixes(pool, rollouts, [4, 1], [0.5, 1.0]), prefixes)
+    assert inner.calls == []
+    # used up: the next call computes every prefix in one call (ceil(f * L) tokens of each rationale)
+    computed = embed_prefixes(pool, rollouts, [4, 1], [0.5, 1.0])
+    assert inner.calls == [
+        [
+            EmbedRequest("q1", (3, 4)),
+            EmbedRequest("q1", (3, 4, 5, 6)),
+            EmbedRequest("q22", (5,)),
+            EmbedRequest("q22", (5,)),
+        ]
+    ]
+    assert computed.shape == (2, 2, 8)
+    pool.offer(rollouts, torch.zeros(2, 8), "mean", prefixes, [0.5, 1.0])
+    embed_prefixes(pool, rollouts, [4, 1], [0.25, 1.0])  # other fractions: not served
+    assert len(inner.calls) == 2
