@@ -39,28 +39,13 @@ def parse_counts(spec: str) -> list[int]:
 def spearman_interval(
     pred: np.ndarray, gold: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict[str, float]:
-    """Spearman x100 of `pred` vs `gold` and its percentile bootstrap interval over resampled pairs (seeded).
+    """`{"spearman", "ci_low", "ci_high"}` (x100, 2 decimals): the protocol's percentile bootstrap interval
+    (`grace_rl.eval.protocol.spearman_interval`), as a dict for the JSON points."""
+    from grace_rl.eval.protocol import spearman_interval as protocol_interval
 
-    Returns:
-        `{"spearman", "ci_low", "ci_high"}`, rounded to 2 decimals.
-    """
-    from scipy.stats import rankdata
-
-    pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)  # (n,), (n,)
     if len(gold) < 2:
         raise ValueError(f"A Spearman interval needs >= 2 pairs, got {len(gold)}.")
-    idx = np.random.default_rng(seed).integers(0, len(gold), size=(n_boot, len(gold)))  # (B, n)
-
-    def rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # row-wise Spearman of (B, n) arrays
-        rx, ry = rankdata(x, axis=-1), rankdata(y, axis=-1)
-        rx, ry = rx - rx.mean(axis=-1, keepdims=True), ry - ry.mean(axis=-1, keepdims=True)
-        den = np.sqrt((rx * rx).sum(axis=-1) * (ry * ry).sum(axis=-1))
-        return (rx * ry).sum(axis=-1) / np.where(den > 0, den, np.nan)
-
-    stats = rows(pred[idx], gold[idx]) * 100  # (B,)
-    low, high = np.nanpercentile(stats, [50 * (1 - level), 50 * (1 + level)])
-    point = float(rows(pred[None], gold[None])[0]) * 100
-    return {"spearman": round(point, 2), "ci_low": round(float(low), 2), "ci_high": round(float(high), 2)}
+    return protocol_interval(pred, gold, n_boot, seed, level).as_dict("spearman")
 
 
 def pair_cosines(emb: np.ndarray, a: Sequence[str], b: Sequence[str], row: dict[str, int]) -> np.ndarray:
