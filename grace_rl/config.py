@@ -7,6 +7,7 @@ invariant is checked in `__post_init__`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,10 @@ class GraceConfig(GRPOConfig):
         refinement_prefixes (`list[float]`): fractions in `(0, 1]`, increasing, of each rollout's own rationale
             length at which the `refinement` term scores it (at least 2).
         contrastive_temperature (`float`): InfoNCE temperature (> 0).
+        embedding_loss_weight (`float`): weight (>= 0) of a direct InfoNCE loss on the rollouts' pooled embeddings,
+            with gradient, added to the GRPO loss: `-log softmax_tau(cos(e_i, .))[positive]` over the reward's
+            anchors (detached) and in-batch/hard negatives. 0 = pure GRACE (the policy learns only through rewards);
+            > 0 also trains the representation directly, as SimCSE/GIRCSE do (see docs/recipes.md).
         anchor_mode (`str`): how positives/negatives are embedded: `plain` (text alone) or `rationale` (with their own
             low-temperature rationale, as `encode()` does at inference).
         anchor_rationale_tokens (`int` or `None`): rationale budget for anchors; `None` = `max_completion_length`.
@@ -171,6 +176,10 @@ class GraceConfig(GRPOConfig):
     embed_from_generation: bool = field(
         default=True, metadata={"help": "Pool rollout embeddings from the generation pass (no separate pass)."}
     )
+    embedding_loss_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of a direct InfoNCE loss on the rollouts' pooled embeddings (0 = pure GRACE)."},
+    )
     embedding_batch_size: int = field(default=32, metadata={"help": "Sequences per embedding forward."})
     ray_address: str | None = field(default=None, metadata={"help": "None: local Ray cluster; 'auto': join one."})
     ray_namespace: str = field(default="grace-rl", metadata={"help": "Ray namespace of the embedding actors."})
@@ -236,6 +245,10 @@ class GraceConfig(GRPOConfig):
             raise ValueError(f"reward_terms lists a term twice: {self.reward_terms}.")
         if self.contrastive_temperature <= 0:
             raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}.")
+        if not (math.isfinite(self.embedding_loss_weight) and self.embedding_loss_weight >= 0):
+            raise ValueError(
+                f"embedding_loss_weight must be finite and >= 0 (0 = pure GRACE), got {self.embedding_loss_weight}."
+            )
         if self.anchor_mode not in ANCHOR_MODES:
             raise ValueError(f"anchor_mode must be one of {ANCHOR_MODES}, got {self.anchor_mode!r}.")
         if self.anchor_temperature < 0:

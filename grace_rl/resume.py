@@ -123,6 +123,7 @@ def run_fingerprint(
         "num_iterations": args.num_iterations,
         "pooling": args.pooling,
         "contrastive_temperature": args.contrastive_temperature,
+        "embedding_loss_weight": args.embedding_loss_weight,
         "anchor_mode": args.anchor_mode,
         "anchor_rationale_tokens": args.anchor_rationale_tokens,
         "anchor_temperature": args.anchor_temperature,

@@ -8,6 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate.utils import gather_object
 from transformers.integrations import is_deepspeed_zero3_enabled
 from trl import GRPOTrainer
@@ -15,6 +16,7 @@ from trl.models.utils import unwrap_model_for_generation
 
 from grace_rl.config import GraceConfig
 from grace_rl.corpus_setup import CorpusRefreshCallback, build_corpus_index
+from grace_rl.embedding_loss import GradCapture, embedding_loss
 from grace_rl.prompts import RationaleTemplate
 from grace_rl.rationale_log import MetricsLogCallback, RationaleLog
 from grace_rl.resume import (
@@ -318,7 +320,38 @@ class GraceTrainer(GRPOTrainer):
             self.log_metric("grace/rollouts_from_generation", float(self.embedding_pool.last_served))
         if self.rationale_log is not None and self.model.training:
             self._log_rationales(output["advantages"].tolist())
+        if self.args.embedding_loss_weight > 0 and self.model.training:
+            output.update(self._embedding_loss_inputs(output, [row["query"] for row in inputs]))
         return output
+
+    def _embedding_loss_inputs(self, output: dict[str, Any], queries: list[str]) -> dict[str, Any]:
+        """Per-rollout tensors the embedding loss needs (they survive TRL's shuffle and split of the batch)."""
+        prompt_mask, completion_ids = output["prompt_mask"], output["completion_ids"]
+        n, width = prompt_mask.shape
+        text_mask = torch.zeros_like(prompt_mask)  # (n, P), prompts are left-padded
+        for i, (q, length) in enumerate(zip(queries, prompt_mask.sum(dim=1).tolist(), strict=True)):
+            span = self._span_embedder.prompt_tokens(q)
+            pad = width - int(length)
+            text_mask[i, pad + span.start : pad + span.end] = 1
+        end = torch.tensor(sorted(self.grace_reward.end_token_ids), device=completion_ids.device)
+        rationale_mask = output["completion_mask"] * (~torch.isin(completion_ids, end)).long()  # (n, C)
+        lo = self.grace_reward.last_offset
+        index = torch.arange(lo, lo + n, device=completion_ids.device)
+        return {"grace_index": index, "grace_text_mask": text_mask, "grace_rationale_mask": rationale_mask}
+
+    def _compute_loss(self, model, inputs):
+        if self.args.embedding_loss_weight <= 0 or "grace_index" not in inputs or not self.model.training:
+            return super()._compute_loss(model, inputs)
+        with GradCapture(backbone_of(self.model)) as capture:
+            loss = super()._compute_loss(model, inputs)
+        hidden = torch.cat(capture.chunks, dim=0)  # (n, P + C, H)
+        text = torch.cat([inputs["grace_text_mask"], torch.zeros_like(inputs["completion_mask"])], dim=1)
+        rationale = torch.cat([torch.zeros_like(inputs["prompt_mask"]), inputs["grace_rationale_mask"]], dim=1)
+        aux = embedding_loss(
+            hidden, text, rationale, self.grace_reward.last_context, inputs["grace_index"], self.args.pooling
+        )
+        self.log_metric("grace/embedding_loss", float(aux.detach()))
+        return loss + self.args.embedding_loss_weight * aux / self.current_gradient_accumulation_steps
 
     def _log_rationales(self, advantages: list[float]) -> None:
         records = self.grace_reward.last_records

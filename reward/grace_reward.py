@@ -171,6 +171,7 @@ class GraceReward:
         state["pool"] = None  # models and actor handles do not travel with the reward
         state["corpus_index"] = None  # nor does the FAISS index
         state["last_records"] = []
+        state.pop("last_context", None)
         return state
 
     def _anchor_requests(self, texts: list[str]) -> list[EmbedRequest]:
@@ -323,6 +324,7 @@ class GraceReward:
                 "%d degenerate rollout(s) (empty rationale or non-finite embedding): reward None, advantage 0.",
                 degenerate,
             )
+        self.last_context, self.last_offset = ctx, lo  # read by the trainer's embedding loss
         prefix = prefix_scores(ctx) if "prefix_embeddings" in ctx.extras else None  # (N, J) contrastive scores
         self.last_records = [
             {

@@ -1,0 +1,83 @@
+"""The optional embedding loss: InfoNCE on pooled hidden states, with gradient, over the reward's anchors."""
+
+from __future__ import annotations
+
+import torch
+
+from grace_rl.embedding_loss import embedding_loss
+from reward.context import RewardContext
+from reward.terms import contrastive
+from rollout.pooling import pool_hidden_states
+
+
+def _ctx(rollouts: torch.Tensor) -> RewardContext:
+    anchors = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.7]]), dim=-1)
+    return RewardContext(
+        rollouts=rollouts,
+        group=torch.tensor([0, 0, 1, 1]),
+        anchors=anchors,
+        positive=torch.tensor([0, 1]),
+        hard_negative_mask=torch.tensor([[False, False, True], [False, False, False]]),
+        in_batch_mask=torch.tensor([[False, True, False], [True, False, False]]),
+        truncated=torch.zeros(4, dtype=torch.bool),
+        temperature=0.1,
+    )
+
+
+def test_loss_is_minus_mean_contrastive_term_and_has_gradient():
+    torch.manual_seed(0)
+    hidden = torch.randn(4, 5, 3, requires_grad=True)  # (n, T, H)
+    text = torch.tensor([[1, 1, 0, 0, 0]] * 4)
+    rationale = torch.tensor([[0, 0, 1, 1, 0], [0, 0, 1, 0, 0], [0, 0, 1, 1, 1], [0, 0, 0, 0, 0]])
+    pooled = pool_hidden_states(hidden.detach(), text, rationale)  # (n, H)
+    ctx = _ctx(pooled)
+    expected = -contrastive(ctx).mean()
+    # Rollouts 2 and 0 of a shuffled chunk: the index maps them back to their rows.
+    index = torch.tensor([2, 0])
+    loss = embedding_loss(hidden[[2, 0]], text[[2, 0]], rationale[[2, 0]], ctx, index)
+    assert torch.allclose(loss, -contrastive(ctx)[[2, 0]].mean(), atol=1e-6)
+    full = embedding_loss(hidden, text, rationale, ctx, torch.arange(4))
+    assert torch.allclose(full, expected, atol=1e-6)
+    full.backward()
+    assert hidden.grad is not None and hidden.grad[:, :2].abs().sum() > 0  # text tokens receive gradient
+    assert hidden.grad[0, 4].abs().sum() == 0  # a position outside both spans receives none
+
+
+def test_moving_towards_the_positive_lowers_the_loss():
+    ctx = _ctx(torch.zeros(4, 3))
+    text = torch.ones(4, 1, dtype=torch.long)
+    none = torch.zeros(4, 1, dtype=torch.long)
+    away = torch.tensor([[[0.0, 0.0, 1.0]]] * 4)  # (n, 1, H)
+    towards = torch.tensor([[[1.0, 0.1, 0.0]]] * 2 + [[[0.1, 1.0, 0.0]]] * 2)
+    assert embedding_loss(towards, text, none, ctx, torch.arange(4)) < embedding_loss(
+        away, text, none, ctx, torch.arange(4)
+    )
+
+
+def test_trainer_embedding_loss_equals_the_contrastive_reward_before_any_update(tmp_path, tiny_model_dir):
+    """Through the real GRPO trainer: at step 1 the loss pooled (with grad) from TRL's forward pass equals minus the
+    mean `contrastive` reward pooled from the generation pass (same weights, no dropout, full rationales)."""
+    import json
+
+    from grace_rl.train import main, parse_args
+    from tests.recipes import write_recipe
+
+    rows = tmp_path / "rows.jsonl"
+    texts = ["cats sit on mats", "dogs run in parks", "birds sing at dawn", "fish swim in seas", "cows eat the grass"]
+    rows.write_text("".join(json.dumps({"query": t, "positive": t.split()[0]}) + "\n" for t in texts))
+    argv = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        rows,
+        max_steps=1,
+        lora_dropout=0.0,
+        embedding_loss_weight=1.0,
+        reward_terms=["contrastive"],
+        term_weights=[1.0],
+        anchor_mode="plain",
+        contrastive_temperature=1.0,  # a loss well away from 0 with only 2 rows a step
+    )
+    main(*parse_args(argv))
+    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["grace/embedding_loss"] > 0.1
+    assert abs(first["grace/embedding_loss"] + first["grace/contrastive"]) < 1e-4, first
