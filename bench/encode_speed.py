@@ -7,16 +7,19 @@ of ``--budget`` tokens; the embedded default model (``smollm2-135m-instruct``). 
   the hidden states computed while generating plus one decode step for the last token);
 - **old**: ``GraceEncoder.encode_separate_pass`` (the previous encode: ``generate`` in input order, then a second
   forward pass to embed), at the previous default batch size (16);
-- **raw**: a bare ``model.generate`` over the same length-sorted batches, prompts tokenised beforehand (not timed):
-  the generation underneath encode, the ceiling.
+- **raw**: a bare ``model.generate`` over new's length-sorted batches, prompts tokenised beforehand (not timed): the
+  generation underneath encode, its ceiling.
 
-Each timed call starts from an empty prompt cache (tokenising is part of encode's cost). ``--repeats`` alternates
-new and raw that many times and keeps each one's fastest run (a shared machine's load only ever slows a run down).
-Also checks that new and old wrote the same rationales and give the same embeddings.
+Method: each method's batches are exactly those of a whole run (old: input order; new and raw: sorted over all
+texts), but the three run interleaved, batch k of each in a rotating order, so the load of a shared machine drifts
+over all three alike. Each batch is timed in wall seconds and in this process's CPU seconds; with 1 torch thread
+the CPU seconds measure the work itself even when other jobs take most of the cores, so the ratios are taken from
+them (wall figures are printed too). Tokenising is part of both encodes' cost (fresh prompt caches). Also checks that
+new and old wrote the same rationales and give the same embeddings.
 
-    nice -n 10 python bench/encode_speed.py --threads 1                       # 200 pairs, 32 tokens, ~15 min
+    nice -n 10 python bench/encode_speed.py --threads 1                       # 200 pairs, 32 tokens
     nice -n 10 python bench/encode_speed.py --threads 1 --sweep 8,16,32,64 --pairs 40   # new encode per batch size
-    nice -n 10 python bench/encode_speed.py --threads 1 --corpus 96     # corpus index build vs encode(), docs/s
+    nice -n 10 python bench/encode_speed.py --threads 1 --corpus 192    # corpus index build vs encode(), docs/s
 """
 
 from __future__ import annotations
@@ -25,16 +28,18 @@ import argparse
 import csv
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from _common import REPO, add_threads_option, machine, set_threads, table, write_result
+from tqdm.auto import tqdm
 
 STS = REPO / "data" / "stsb_dev_sample.tsv"
 OLD_BATCH_SIZE = 16  # GraceEncoder.encode's default before the one-pass encode
-GOAL_VS_RAW, GOAL_VS_OLD = 0.9, 3.0
+GOAL_VS_RAW, GOAL_VS_OLD, GOAL_CORPUS = 0.9, 3.0, 0.9
 
 
 def sts_sentences(pairs: int) -> list[str]:
@@ -44,29 +49,31 @@ def sts_sentences(pairs: int) -> list[str]:
     return list(dict.fromkeys([r[5] for r in rows] + [r[6] for r in rows]))
 
 
-def raw_generate(encoder, texts: Sequence[str], budget: int, batch_size: int) -> Callable[[], int]:
-    """A timed-ready closure: bare greedy ``model.generate`` over length-sorted batches of pre-tokenised prompts;
-    returns the rationale tokens written."""
-    embedder = encoder.embedder
-    prompts = sorted((embedder.prompt_tokens(t).ids for t in texts), key=len, reverse=True)
-    batches = [embedder._left_padded(prompts[s : s + batch_size]) for s in range(0, len(prompts), batch_size)]
-    kwargs = embedder._generation_kwargs(budget, 0.0, 1)
+@dataclass
+class Method:
+    """One way of encoding, as a list of batch steps; accumulates wall and CPU seconds over its steps."""
 
-    @torch.inference_mode()
-    def run() -> int:
-        tokens = 0
-        for input_ids, attention in batches:
-            out = encoder.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)  # (B, W + n)
-            tokens += sum(len(embedder.rationale_tokens(row)) for row in out[:, input_ids.shape[1] :].tolist())
-        return tokens
+    name: str
+    batch_size: int
+    steps: list[Callable[[], None]]
+    wall: float = 0.0
+    cpu: float = 0.0
+    results: dict[str, Any] = field(default_factory=dict)
 
-    return run
+    def run(self, k: int) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.steps[k]()
+        self.wall += time.perf_counter() - wall
+        self.cpu += time.process_time() - cpu
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
+def interleave(methods: list[Method], desc: str) -> None:
+    """Batch k of every method, in an order rotating with k."""
+    rounds = max(len(m.steps) for m in methods)
+    for k in tqdm(range(rounds), desc=desc, unit="round"):
+        for m in methods[k % len(methods) :] + methods[: k % len(methods)]:
+            if k < len(m.steps):
+                m.run(k)
 
 
 def fresh(model, tokenizer):
@@ -76,62 +83,105 @@ def fresh(model, tokenizer):
     return GraceEncoder(model, tokenizer)
 
 
-def measure(model, tokenizer, texts: list[str], cli) -> dict[str, Any]:
-    """Old once, then new and raw alternating ``--repeats`` times (fastest kept)."""
-    budget, bs = cli.budget, cli.batch_size
+def chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[s : s + size] for s in range(0, len(items), size)]
+
+
+def encode_methods(model, tokenizer, texts: list[str], budget: int, batch_size: int) -> list[Method]:
+    """old, new and raw as batch steps over ``texts`` (see the module docstring)."""
+    old_enc, new_enc, raw_enc = fresh(model, tokenizer), fresh(model, tokenizer), fresh(model, tokenizer)
+    lengths = [len(fresh(model, tokenizer).embedder.prompt_tokens(t).ids) for t in texts]
+    by_length = sorted(range(len(texts)), key=lambda i: -lengths[i])  # encode's own order (stable sort, longest first)
+    old = Method("old encode (generate + embed pass)", OLD_BATCH_SIZE, [])
+    new = Method("new encode (one pass)", batch_size, [])
+    raw = Method("raw model.generate", batch_size, [])
+    for m in (old, new):
+        m.results = {"emb": [None] * len(texts), "rationales": [None] * len(texts)}
+
+    def store(m: Method, batch: list[int], out) -> None:
+        emb, rationales = out
+        for row, i in enumerate(batch):
+            m.results["emb"][i], m.results["rationales"][i] = emb[row], rationales[row]
+
+    def old_step(batch: list[int]) -> None:
+        kwargs = {"batch_size": OLD_BATCH_SIZE, "max_rationale_tokens": budget, "return_rationales": True}
+        store(old, batch, old_enc.encode_separate_pass([texts[i] for i in batch], **kwargs))
+
+    def new_step(batch: list[int]) -> None:
+        kwargs = {"batch_size": batch_size, "max_rationale_tokens": budget, "return_rationales": True}
+        store(new, batch, new_enc.encode([texts[i] for i in batch], show_progress_bar=False, **kwargs))
+
+    raw_kwargs = raw_enc.embedder._generation_kwargs(budget, 0.0, 1)
+    raw_inputs = [
+        raw_enc.embedder._left_padded([raw_enc.embedder.prompt_tokens(texts[i]).ids for i in b])
+        for b in chunks(by_length, batch_size)
+    ]
+
+    @torch.inference_mode()
+    def raw_step(k: int) -> None:
+        input_ids, attention = raw_inputs[k]
+        raw_enc.model.generate(input_ids=input_ids, attention_mask=attention, **raw_kwargs)  # (B, W + n)
+
+    old.steps = [lambda b=b: old_step(b) for b in chunks(list(range(len(texts))), OLD_BATCH_SIZE)]
+    new.steps = [lambda b=b: new_step(b) for b in chunks(by_length, batch_size)]
+    raw.steps = [lambda k=k: raw_step(k) for k in range(len(raw_inputs))]
+    return [old, new, raw]
+
+
+def agreement(old: Method, new: Method) -> tuple[int, float]:
+    """Texts whose old and new rationales are the same, and the largest embedding difference over those."""
+    same = [i for i, (a, b) in enumerate(zip(old.results["rationales"], new.results["rationales"])) if a == b]
+    if not same:
+        return 0, float("nan")
+    diff = max(float(np.abs(old.results["emb"][i] - new.results["emb"][i]).max()) for i in same)
+    return len(same), diff
+
+
+def rate_row(m: Method, n: int) -> list[Any]:
+    return [m.name, m.batch_size, round(m.wall, 1), round(m.cpu, 1), round(n / m.wall, 3), round(n / m.cpu, 3)]
+
+
+def compare_encodes(model, tokenizer, texts: list[str], cli) -> None:
+    """The main measurement: old vs new vs raw, interleaved; last line = the key ratios."""
     fresh(model, tokenizer).encode(texts[:4], max_rationale_tokens=4, show_progress_bar=False)  # warm-up
-    print(f"old encode (generate, then a separate embedding pass), batch size {OLD_BATCH_SIZE} ...", flush=True)
-    old_s, (old_emb, old_rat) = timed(
-        lambda: fresh(model, tokenizer).encode_separate_pass(
-            texts, batch_size=OLD_BATCH_SIZE, max_rationale_tokens=budget, return_rationales=True
-        )
-    )
-    new_runs, raw_runs = [], []
-    for _ in range(cli.repeats):
-        print(f"new encode, batch size {bs} ...", flush=True)
-        seconds, (new_emb, new_rat) = timed(
-            lambda: fresh(model, tokenizer).encode(
-                texts, batch_size=bs, max_rationale_tokens=budget, return_rationales=True
-            )
-        )
-        new_runs.append(seconds)
-        print(f"raw model.generate, batch size {bs} ...", flush=True)
-        run = raw_generate(fresh(model, tokenizer), texts, budget, bs)
-        seconds, raw_tokens = timed(run)
-        raw_runs.append(seconds)
-    same = [i for i in range(len(texts)) if new_rat[i] == old_rat[i]]
-    diff = float(np.abs(new_emb[same] - old_emb[same]).max()) if same else float("nan")
-    return {
-        "old_seconds": old_s,
-        "new_seconds": min(new_runs),
-        "raw_seconds": min(raw_runs),
-        "new_runs": new_runs,
-        "raw_runs": raw_runs,
-        "raw_rationale_tokens": raw_tokens,
-        "same_rationales": len(same),
-        "max_abs_diff_same_rationales": diff,
+    old, new, raw = methods = encode_methods(model, tokenizer, texts, cli.budget, cli.batch_size)
+    interleave(methods, "old/new/raw batches")
+    n = len(texts)
+    headers = ["method", "batch size", "wall s", "CPU s", "texts/s (wall)", "texts/s (CPU)"]
+    print(table(headers, [rate_row(m, n) for m in methods]))
+    same, diff = agreement(old, new)
+    print(f"new and old wrote the same rationale for {same}/{n} texts; max |new - old| over those {diff:.2e}")
+    ratios = {
+        "new_vs_raw_cpu": raw.cpu / new.cpu,
+        "new_vs_old_cpu": old.cpu / new.cpu,
+        "new_vs_raw_wall": raw.wall / new.wall,
+        "new_vs_old_wall": old.wall / new.wall,
     }
+    payload = {"texts": n, "pairs": cli.pairs, "budget": cli.budget, "same_rationales": same, "max_abs_diff": diff}
+    rows = [dict(zip(headers, rate_row(m, n), strict=True)) for m in methods]
+    print(f"wrote {write_result('encode_speed', {**payload, **ratios, 'rows': rows})}")
+    print(
+        f"new/raw = {ratios['new_vs_raw_cpu']:.2f} (goal >= {GOAL_VS_RAW}), new/old = {ratios['new_vs_old_cpu']:.2f} "
+        f"(goal >= {GOAL_VS_OLD}) by CPU time; by wall time {ratios['new_vs_raw_wall']:.2f} and "
+        f"{ratios['new_vs_old_wall']:.2f}; texts/s (CPU) new {n / new.cpu:.2f}, old {n / old.cpu:.2f}, "
+        f"raw {n / raw.cpu:.2f}"
+    )
 
 
 def sweep(model, tokenizer, texts: list[str], budget: int, sizes: list[int]) -> None:
-    """New encode's texts/s at each batch size (for choosing the default)."""
+    """New encode's texts/s at each batch size (for choosing the default), interleaved batch by batch."""
     fresh(model, tokenizer).encode(texts[:4], max_rationale_tokens=4, show_progress_bar=False)  # warm-up
-    rows = []
-    for bs in sizes:
-        seconds, _ = timed(
-            lambda bs=bs: fresh(model, tokenizer).encode(texts, batch_size=bs, max_rationale_tokens=budget)
-        )
-        run = raw_generate(fresh(model, tokenizer), texts, budget, bs)
-        raw_s, _ = timed(run)
-        rows.append([bs, round(seconds, 2), round(len(texts) / seconds, 2), round(len(texts) / raw_s, 2)])
-    print(table(["batch size", "new s", "new texts/s", "raw texts/s"], rows))
+    methods = [encode_methods(model, tokenizer, texts, budget, bs)[1] for bs in sizes]
+    interleave(methods, "batch-size sweep")
+    rows = [[m.batch_size, round(m.wall, 1), round(m.cpu, 1), round(len(texts) / m.cpu, 3)] for m in methods]
+    print(table(["batch size", "wall s", "CPU s", "texts/s (CPU)"], rows))
     write_result("encode_speed_sweep", {"texts": len(texts), "budget": budget, "rows": rows})
-    print(f"best batch size: {max(rows, key=lambda r: r[2])[0]}")
+    print(f"best batch size by CPU time: {max(rows, key=lambda r: r[3])[0]}")
 
 
 def corpus_build(model, tokenizer, docs: int, budget: int, batch_size: int) -> None:
-    """Docs/s of a corpus index build (``CorpusIndex.build`` through the local pool, documents with their own greedy
-    rationale) vs ``encode()`` on the same documents of the demo corpus."""
+    """Docs/s of a corpus index build (documents with their own greedy rationale, through the local pool) vs
+    ``encode()`` on the same documents of the demo corpus, interleaved chunk by chunk."""
     from rollout.corpus import Corpus, load_corpus
     from rollout.corpus_index import CorpusIndex, IndexSettings
     from rollout.pool import LocalEmbeddingPool
@@ -139,17 +189,28 @@ def corpus_build(model, tokenizer, docs: int, budget: int, batch_size: int) -> N
     full = load_corpus(REPO / "data" / "demo_corpus.jsonl")
     corpus = Corpus(full.doc_ids[:docs], full.texts[:docs])
     settings = IndexSettings(use_gpu=False, embed_mode="rationale", rationale_tokens=budget)
-    fresh(model, tokenizer).encode(list(corpus.texts[:4]), max_rationale_tokens=4, show_progress_bar=False)  # warm-up
+    index = CorpusIndex(corpus, settings)
     pool = LocalEmbeddingPool(fresh(model, tokenizer).embedder, batch_size=batch_size)
-    index_s, _ = timed(lambda: CorpusIndex(corpus, settings).build(pool, show_progress_bar=False))
-    encode_s, _ = timed(
-        lambda: fresh(model, tokenizer).encode(list(corpus.texts), batch_size=batch_size, max_rationale_tokens=budget)
+    encoder = fresh(model, tokenizer)
+    fresh(model, tokenizer).encode(list(corpus.texts[:4]), max_rationale_tokens=4, show_progress_bar=False)  # warm-up
+    parts = chunks(list(range(docs)), settings.chunk_size)
+    vectors: list[np.ndarray] = []
+    build = Method(
+        "corpus index build", batch_size, [lambda p=p: vectors.append(index.embed_rows(pool, p)) for p in parts]
     )
-    rows = [["corpus index build", round(index_s, 2), round(docs / index_s, 2)]]
-    rows.append(["encode()", round(encode_s, 2), round(docs / encode_s, 2)])
-    print(table(["method", "seconds", "docs/s"], rows))
+    build.steps.append(lambda: index.build_from_vectors(np.concatenate(vectors)))  # the FAISS part, last
+    kwargs = {"batch_size": batch_size, "max_rationale_tokens": budget, "show_progress_bar": False}
+    enc = Method(
+        "encode()", batch_size, [lambda p=p: encoder.encode([corpus.texts[i] for i in p], **kwargs) for p in parts]
+    )
+    interleave([build, enc], "corpus chunks")
+    rows = [[m.name, round(m.wall, 1), round(m.cpu, 1), round(docs / m.cpu, 3)] for m in (build, enc)]
+    print(table(["method", "wall s", "CPU s", "docs/s (CPU)"], rows))
     write_result("encode_speed_corpus", {"docs": docs, "budget": budget, "batch_size": batch_size, "rows": rows})
-    print(f"corpus build / encode() = {encode_s / index_s:.2f} (goal >= 0.9); {docs} documents, {budget} tokens")
+    print(
+        f"corpus build / encode() = {enc.cpu / build.cpu:.2f} by CPU time (goal >= {GOAL_CORPUS}), "
+        f"{enc.wall / build.wall:.2f} by wall time; {docs} documents, {budget}-token rationales"
+    )
 
 
 def main() -> None:
@@ -157,7 +218,6 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=200, help="STS pairs whose distinct sentences are encoded")
     parser.add_argument("--budget", type=int, default=32, help="rationale tokens (greedy)")
     parser.add_argument("--batch-size", type=int, default=None, help="new and raw (default: encode's default)")
-    parser.add_argument("--repeats", type=int, default=1, help="alternating new/raw runs; the fastest is kept")
     parser.add_argument("--sweep", default=None, help="comma-separated batch sizes: texts/s of new encode only")
     parser.add_argument("--corpus", type=int, default=None, help="N demo-corpus documents: index build vs encode()")
     add_threads_option(parser)
@@ -180,30 +240,7 @@ def main() -> None:
     if cli.sweep:
         sweep(model, tokenizer, texts, cli.budget, [int(x) for x in cli.sweep.split(",")])
         return
-    m = measure(model, tokenizer, texts, cli)
-    n = len(texts)
-    rows = [
-        [
-            "old encode (generate + embed pass)",
-            OLD_BATCH_SIZE,
-            round(m["old_seconds"], 2),
-            round(n / m["old_seconds"], 2),
-        ],
-        ["new encode (one pass)", cli.batch_size, round(m["new_seconds"], 2), round(n / m["new_seconds"], 2)],
-        ["raw model.generate", cli.batch_size, round(m["raw_seconds"], 2), round(n / m["raw_seconds"], 2)],
-    ]
-    print(table(["method", "batch size", "seconds", "texts/s"], rows))
-    vs_raw, vs_old = m["raw_seconds"] / m["new_seconds"], m["old_seconds"] / m["new_seconds"]
-    print(
-        f"new and old wrote the same rationale for {m['same_rationales']}/{n} texts; max |new - old| over those "
-        f"{m['max_abs_diff_same_rationales']:.2e}"
-    )
-    path = write_result("encode_speed", {"texts": n, "pairs": cli.pairs, "budget": cli.budget, **m, "rows": rows})
-    print(f"wrote {path}")
-    print(
-        f"new/raw = {vs_raw:.2f} (goal >= {GOAL_VS_RAW}), new/old = {vs_old:.2f} (goal >= {GOAL_VS_OLD}); "
-        f"texts/s new {n / m['new_seconds']:.2f}, old {n / m['old_seconds']:.2f}, raw {n / m['raw_seconds']:.2f}"
-    )
+    compare_encodes(model, tokenizer, texts, cli)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ local pool, Ray actors and the inference encoder all share it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -86,6 +88,29 @@ def generation_eos(model: torch.nn.Module) -> int | list[int] | None:
     return getattr(config, "eos_token_id", None)
 
 
+def shared_prefix_length(prompts: Sequence[PromptTokens]) -> int:
+    """Tokens every prompt starts with before any text token (the system turn and the user header)."""
+    limit = min((p.start for p in prompts), default=0)
+    if limit == 0:
+        return 0
+    head = torch.tensor([p.ids[:limit] for p in prompts])  # (N, L)
+    same = (head == head[:1]).all(dim=0)  # (L,)
+    return int(same.long().cumprod(dim=0).sum())
+
+
+@dataclass
+class EncodeJob:
+    """Settings of one :meth:`Embedder.encode` call; ``prefix_cache`` holds the KV cache of the first ``prefix``
+    prompt tokens, shared by every prompt."""
+
+    max_new_tokens: int
+    temperature: float
+    r: int
+    pooling: str
+    prefix: int = 0
+    prefix_cache: Any = None
+
+
 class Embedder:
     """Embeds texts (+ rationales) by masked pooling of a causal LM's last hidden states.
 
@@ -122,6 +147,8 @@ class Embedder:
             end_token_ids = rationale_end_ids(tokenizer, generation_eos(model))
         self.end_ids = sorted({int(i) for i in end_token_ids})
         self._special_ids = set(self.end_ids)
+        self.share_prefix = True  # encode(): run the prompts' common template prefix once (off: models without a
+        # DynamicCache-compatible generate)
 
     @property
     def device(self) -> torch.device:
@@ -312,8 +339,9 @@ class Embedder:
 
         One ``generate`` call per batch (prompts sorted by length, so batches pad little; input order restored), plus
         one decode step for the last token (:class:`rollout.capture.HiddenStateCapture`): equal to
-        :meth:`generate_rationales` then :meth:`embed` for the same tokens, without the second pass. A budget of 0
-        embeds the text alone (one pooling forward).
+        :meth:`generate_rationales` then :meth:`embed` for the same tokens, without the second pass. The template
+        tokens all prompts start with (system turn, user header) are run once per call and their KV cache reused by
+        every batch (:attr:`share_prefix`). A budget of 0 embeds the text alone (one pooling forward).
 
         Returns:
             ``(N * R, H)`` float32 embeddings on the CPU and the ``N * R`` rationales (token ids), grouped by text.
@@ -328,9 +356,10 @@ class Embedder:
         rationales: list[tuple[int, ...]] = [()] * (len(texts) * r)
         bar = tqdm(total=len(texts), desc="Encoding", unit="text", disable=not show_progress_bar)
         with eval_mode(self.model), bar:
+            job = self._job(prompts, max_new_tokens, temperature, r, pooling)
             for s in range(0, len(order), batch_size):
                 idx = order[s : s + batch_size]
-                emb, ids = self._generate_and_pool([prompts[i] for i in idx], max_new_tokens, temperature, r, pooling)
+                emb, ids = self._generate_and_pool([prompts[i] for i in idx], job)
                 pieces.append(emb)  # (B * R, H)
                 for k, i in enumerate(idx):
                     rationales[i * r : (i + 1) * r] = ids[k * r : (k + 1) * r]
@@ -343,37 +372,57 @@ class Embedder:
             out = torch.nn.functional.normalize(out, dim=-1)
         return out, rationales
 
-    def _generate_and_pool(
+    def _job(
         self, prompts: Sequence[PromptTokens], max_new_tokens: int, temperature: float, r: int, pooling: str
+    ) -> EncodeJob:
+        """The settings of one :meth:`encode` call, with the shared prompt prefix run once (its KV cache)."""
+        prefix = shared_prefix_length(prompts) if self.share_prefix else 0
+        cache = None
+        if prefix:
+            head = torch.tensor([list(prompts[0].ids[:prefix])], device=self.device)  # (1, L)
+            cache = backbone_of(self.model)(input_ids=head, use_cache=True).past_key_values
+        return EncodeJob(max_new_tokens, temperature, r, pooling, prefix, cache)
+
+    def _generate_and_pool(
+        self, prompts: Sequence[PromptTokens], job: EncodeJob
     ) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
         """One generate call over ``prompts`` with the states captured; ``(B * R, H)`` unnormalised embeddings and
-        the ``B * R`` rationales."""
-        fan_out = r if temperature > 0 else 1  # greedy: one rationale per prompt, repeated below
-        input_ids, attention = self._left_padded([p.ids for p in prompts])  # (B, W)
-        width = input_ids.shape[1]
+        the ``B * R`` rationales. Layout ``[shared prefix | left-padded rest of the prompt | rationale]``: the prefix
+        comes from the job's cache, the padding in between is masked, positions follow the real tokens."""
+        fan = job.r if job.temperature > 0 else 1  # greedy: one rationale per prompt, repeated below
+        rest, attention = self._left_padded([p.ids[job.prefix :] for p in prompts])  # (B, S) each
+        rest, attention = rest.repeat_interleave(fan, dim=0), attention.repeat_interleave(fan, dim=0)  # (B', S)
+        width, b = rest.shape[1], rest.shape[0]
+        gen_kwargs = self._generation_kwargs(job.max_new_tokens, job.temperature, 1)
+        if job.prefix:
+            head = torch.tensor(prompts[0].ids[: job.prefix], device=self.device).expand(b, -1)  # (B', L)
+            rest = torch.cat([head, rest], dim=1)  # (B', L + S)
+            attention = torch.cat([torch.ones_like(head), attention], dim=1)  # (B', L + S)
+            cache = copy.deepcopy(job.prefix_cache)
+            cache.batch_repeat_interleave(b)
+            gen_kwargs["past_key_values"] = cache
         with HiddenStateCapture(backbone_of(self.model), self.end_ids) as capture:
-            gen_kwargs = self._generation_kwargs(max_new_tokens, temperature, r)
-            sequences = self.model.generate(input_ids=input_ids, attention_mask=attention, **gen_kwargs)  # (B', W+n)
+            sequences = self.model.generate(input_ids=rest, attention_mask=attention, **gen_kwargs)  # (B', L+S+n)
             capture.final_step(sequences, attention)
-            states = capture.states(width, sequences.shape[0])  # (B', W + n, H)
+            states = capture.states(width, b)  # (B', S + n, H): the prefix's states are not recorded (nor pooled)
         if states is None or not capture.complete:
             raise RuntimeError(
-                "generate did not run as one prompt pass plus one decode step per token (an assisted, beam or "
-                "compiled generation?); use Embedder.generate_rationales then Embedder.embed for this model."
+                "generate did not run as one prompt pass plus one decode step per token (an assisted, beam, "
+                "chunked-prefill or compiled generation?); use Embedder.generate_rationales then Embedder.embed."
             )
-        completions = sequences[:, width:]  # (B', n)
+        completions = sequences[:, job.prefix + width :]  # (B', n)
         lengths = count_rationale_tokens(completions, self.end_ids)  # (B',)
         pooled = pool_captured(
             states,
-            torch.tensor([len(p.ids) for p in prompts]).repeat_interleave(fan_out),
-            torch.tensor([[p.start, p.end] for p in prompts]).repeat_interleave(fan_out, dim=0),
+            torch.tensor([len(p.ids) - job.prefix for p in prompts]).repeat_interleave(fan),
+            torch.tensor([[p.start - job.prefix, p.end - job.prefix] for p in prompts]).repeat_interleave(fan, dim=0),
             lengths,
-            pooling,
+            job.pooling,
             normalize=False,
             prompt_width=width,
         )  # (B', H)
         ids = [tuple(row[:n]) for row, n in zip(completions.tolist(), lengths.tolist(), strict=True)]
-        if fan_out != r:
-            pooled = pooled.repeat_interleave(r, dim=0)  # (B * R, H)
-            ids = [x for x in ids for _ in range(r)]
+        if fan != job.r:
+            pooled = pooled.repeat_interleave(job.r, dim=0)  # (B * R, H)
+            ids = [x for x in ids for _ in range(job.r)]
         return pooled, ids

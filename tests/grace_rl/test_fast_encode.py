@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from grace_rl.encoder import GraceEncoder
-from rollout.embedder import EmbedRequest, backbone_of
+from rollout.embedder import EmbedRequest, backbone_of, shared_prefix_length
 
 TEXTS = [
     "Hi.",
@@ -75,11 +75,16 @@ def test_budget_zero_is_a_plain_pooling_pass(tiny_model, tokenizer):
 
 def test_one_generate_call_per_batch_and_no_second_pass(tiny_model, tokenizer):
     encoder = GraceEncoder(tiny_model, tokenizer, instruction="Explain.", max_rationale_tokens=4)
+    prompts = [encoder.embedder.prompt_tokens(t) for t in TEXTS]
+    prefix = shared_prefix_length(prompts)
+    assert 0 < prefix <= min(p.start for p in prompts)  # the template before the text, never a text token
     widths: list[int] = []
     handle = backbone_of(tiny_model).register_forward_hook(lambda m, a, out: widths.append(out[0].shape[1]))
     try:
         encoder.encode(TEXTS, batch_size=2, show_progress_bar=False)
     finally:
         handle.remove()
-    assert sum(w > 1 for w in widths) == 3  # one prompt pass per batch of 2 (5 texts), nothing re-embedded
-    assert len(widths) == 3 * (1 + 4)  # then one decode step per token, the last one included
+    assert widths[0] == prefix  # the shared template prefix, run once per call
+    rest = widths[1:]
+    assert sum(w > 1 for w in rest) == 3  # one pass over the rest of the prompts per batch of 2 (5 texts)
+    assert len(rest) == 3 * (1 + 4)  # then one decode step per token, the last one included; nothing re-embedded
