@@ -13,7 +13,6 @@ else `$GRACE_RL_SHARED_DATA`, else `<repo>/../shared/data`. Otherwise the small 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grace_rl.eval.protocol import DevSet, Pair, dedup_pairs
+from grace_rl.run_files import iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +110,10 @@ def training_texts(data_dir: str | Path = DATA_DIR) -> list[str]:
                 f"Training file {path} not found: dev sets are deduplicated against {', '.join(TRAINING_FILES)}; "
                 "pass the repo's data/ folder (--data-dir)."
             )
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if path.suffix != ".jsonl":
-            texts += lines
+            texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
             continue
-        for line in lines:
-            row = json.loads(line)
+        for _, row in iter_jsonl(path):
             texts += [row[k] for k in _TEXT_FIELDS if isinstance(row.get(k), str)]
             texts += [t for t in row.get("negatives") or [] if isinstance(t, str)]
     return texts

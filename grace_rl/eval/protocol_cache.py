@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from grace_rl.run_files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +79,9 @@ def load_sweep(cache_dir: Path, key: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def save_sweep(cache_dir: Path, record: dict[str, Any]) -> Path:
-    """Write `record` (with its `key`) atomically (temp file + `os.replace`)."""
+    """Write `record` (with its `key`) atomically (`run_files.atomic_write`: temp file + `os.replace`; the file gets
+    the usual umask permissions, so the cache is shared like the converted model cache)."""
     path = _cache_file(cache_dir, record["key"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(record, f)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like the converted model cache
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(record))
     return path
