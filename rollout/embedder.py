@@ -24,11 +24,11 @@ logger = logging.getLogger(__name__)
 
 MessagesFn = Callable[[str], list[dict[str, str]]]
 
-# encode() texts per generate call. On CPU generation is compute-bound, so bigger batches buy little and waste more
-# decode steps on rows that already ended: with the default 135M model, 1 torch thread, 80 STS sentences and 32-token
-# rationales (bench/encode_speed.py --sweep 8,16,32,64, shared machine), 16 gave 0.95 texts/s and 8, 32, 64 gave
-# 0.66-0.67. On a GPU pass a larger batch_size.
-ENCODE_BATCH_SIZE = 16
+# encode() texts per generate call. Measured in CPU seconds (robust on a shared machine) with the default 135M model,
+# 1 torch thread, 96 STS sentences and 32-token rationales (bench/encode_speed.py --sweep 8,16,32,64 --pairs 48):
+# 1.69, 2.25, 2.70 and 2.68 texts/s. Beyond 32 the gain of bigger matrix products is eaten by decode steps spent on
+# rows that already ended. On a GPU pass a larger batch_size.
+ENCODE_BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)
