@@ -55,6 +55,8 @@ class CapturingPool:
         self._offer: Offer | None = None
         self._prefix_offer: tuple[list[EmbedRequest], torch.Tensor, str, tuple[float, ...]] | None = None
         self.last_served = 0  # rows the last embed call took from offers (all ranks' offers when collective)
+        if hasattr(pool, "encode"):  # the one-pass rationale + embedding capability, for corpus index builds
+            self.encode = pool.encode
 
     def offer(
         self,

@@ -59,6 +59,6 @@ def test_every_option_has_help_and_every_command_examples():
         assert not missing, f"{name}: options without help text: {missing}"
         assert parser.epilog and parser.epilog.startswith("examples:"), name
     sts_help = " ".join(commands["grace-rl eval sts"].format_help().split())  # undo the line wrapping
-    assert "(default: 16)" in sts_help and "(default: stsb)" in sts_help  # defaults are shown
+    assert "(default: 32)" in sts_help and "(default: stsb)" in sts_help  # defaults are shown
     assert "Omitted: the budget the model was trained with" in sts_help
     assert "(default: None)" not in sts_help  # None is explained in words instead

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from grace_rl.prompts import RationaleTemplate
+from rollout.captured_pool import CapturingPool
 from rollout.corpus import Corpus
 from rollout.corpus_index import CorpusIndex, IndexSettings
 from rollout.embedder import Embedder
@@ -39,3 +40,10 @@ def test_corpus_build_with_encode_equals_generate_then_embed(tiny_model, tokeniz
     slow = CorpusIndex(corpus, settings).embed_rows(TwoPassPool(pool), range(11))
     assert calls == [4, 4, 3]  # the one-pass path was taken, chunk by chunk
     assert fast.shape == (11, 32) and np.abs(fast - slow).max() < 1e-5
+
+
+def test_the_trainers_capturing_pool_keeps_the_one_pass_path(tiny_model, tokenizer):
+    """The trainer wraps its pool in a CapturingPool: corpus builds through it still write and pool in one pass."""
+    pool = LocalEmbeddingPool(Embedder(tiny_model, tokenizer, RationaleTemplate("Explain.")))
+    assert CapturingPool(pool).encode == pool.encode
+    assert not hasattr(CapturingPool(TwoPassPool(pool)), "encode")  # e.g. the Ray pool: generate, then embed
