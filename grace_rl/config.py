@@ -35,6 +35,8 @@ class GraceScriptArguments:
         max_train_rows (`int` or `None`): use only the first N rows (after validation).
         eval_sts_path (`str` or `None`): an STS file (STS-B TSV layout) evaluated before and after training.
         eval_sts_limit (`int`): pairs of `eval_sts_path` to evaluate.
+        eval_base_budgets (`list[int]`): budgets the base model is evaluated at before training, besides the training
+            budget; the summary's `headline` is the trained model at its budget minus the base at its best budget.
         task (`str`): `supervised` (rows `{query, positive, negatives?}`) or `unsupervised` (plain texts: a .txt file
             with one text per line, or rows whose `text_column` holds the text).
         text_column (`str`): the text's column for unsupervised rows.
@@ -48,6 +50,14 @@ class GraceScriptArguments:
         default=None, metadata={"help": "STS file (STS-B layout) evaluated before/after training."}
     )
     eval_sts_limit: int = field(default=100, metadata={"help": "Pairs of eval_sts_path to evaluate."})
+    eval_base_budgets: list[int] = field(
+        default_factory=lambda: [0, 8, 16],
+        metadata={
+            "help": "Rationale budgets the base model is also evaluated at before training (besides the training "
+            "budget); the headline compares the trained model at its training budget with the base at its best "
+            "budget, with a paired 95%% bootstrap interval."
+        },
+    )
     task: str = field(default="supervised", metadata={"help": "supervised or unsupervised."})
     text_column: str = field(default="text", metadata={"help": "Text column of unsupervised rows."})
 
@@ -58,6 +68,9 @@ class GraceScriptArguments:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}.")
         if self.eval_sts_limit < 2:
             raise ValueError(f"eval_sts_limit must be >= 2 pairs, got {self.eval_sts_limit}.")
+        bad = [b for b in self.eval_base_budgets if isinstance(b, bool) or not isinstance(b, int) or b < 0]
+        if bad:
+            raise ValueError(f"eval_base_budgets must be integers >= 0 (rationale tokens), got {bad}.")
 
 
 @dataclass

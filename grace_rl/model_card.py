@@ -129,6 +129,18 @@ def model_card(summary: dict[str, Any], script_args: Any, training_args: Any, mo
         lines += [f"STS Spearman x100 on {where} (greedy rationale; from `{SUMMARY_FILE}`):", ""]
         lines += ["| model | Spearman x100 | pairs | rationale tokens | seconds |", "| --- | --- | --- | --- | --- |"]
         lines += [*quality, ""]
+        by_budget = (summary.get("before") or {}).get("by_budget")
+        if by_budget:
+            lines += [f"Base model by rationale budget: {', '.join(f'{b} tokens: {v}' for b, v in by_budget.items())}."]
+        h = summary.get("headline")
+        if h:
+            lines += [
+                f"Headline (trained at {h['training_budget']} tokens minus the base at its best budget, "
+                f"{h['base_best_budget']} tokens): {h['difference']:+.2f} [{h['ci_low']:+.2f}, {h['ci_high']:+.2f}] "
+                f"(paired 95% bootstrap over {h['n']} pairs; one seed, one sample: see the project's "
+                "`grace-rl eval protocol` for the full dev sets)."
+            ]
+        lines += [""]
     else:
         lines += ["Not evaluated during training (`eval_sts_path` was not set); see `grace-rl eval sts --help`.", ""]
     lines += ["## Use", "", "```python", "from grace_rl.encoder import GraceEncoder", ""]

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import PartialState
 from trl import ModelConfig, TrlParser, get_peft_config
@@ -18,7 +19,7 @@ from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import build_dataset, load_supervised, load_unsupervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
 from grace_rl.errors import ZeroStepsError
-from grace_rl.eval.sts import evaluate_sts
+from grace_rl.eval.sts import read_sts
 from grace_rl.main_process import init_deepspeed_comm, run_on_main_process
 from grace_rl.model_card import BaseModelIdCallback, record_base_model_id, write_model_card
 from grace_rl.models import load_model, load_tokenizer
@@ -60,18 +61,54 @@ def parse_args(argv: list[str] | None = None) -> tuple[GraceScriptArguments, Gra
 
 
 def _eval(model, tokenizer, args: GraceConfig, script_args: GraceScriptArguments, label: str) -> dict[str, Any] | None:
+    """STS on the eval sample with greedy rationales: the base model (`label == "before"`) at the training budget and
+    every `eval_base_budgets` budget (one generation at the largest, prefixes for the rest), the trained model at its
+    training budget. The per-pair cosines stay in `_cosines` for :func:`_headline` (dropped from the summary)."""
     if not script_args.eval_sts_path:
         return None
+    from grace_rl.eval.protocol import Pair, sweep_pairs
+
     encoder = GraceEncoder(model, tokenizer, args.instruction, args.pooling, args.max_completion_length)
+    budget = args.max_completion_length
+    budgets = sorted({budget, *script_args.eval_base_budgets}) if label == "before" else [budget]
     start = time.perf_counter()
-    result = evaluate_sts(
-        encoder, script_args.eval_sts_path, "stsb", script_args.eval_sts_limit, show_progress_bar=True
-    )
-    result.update(
-        label=label, rationale_tokens=args.max_completion_length, seconds=round(time.perf_counter() - start, 1)
-    )
-    logger.info("STS %s: %s", label, json.dumps(result))
+    a, b, gold = read_sts(script_args.eval_sts_path, "stsb", script_args.eval_sts_limit)
+    points = sweep_pairs(encoder, [Pair(*p) for p in zip(a, b, gold, strict=True)], budgets, show_progress_bar=True)
+    at = {p["budget"]: p for p in points}
+    result = {
+        "task": "sts",
+        "n": len(gold),
+        "spearman": round(at[budget]["spearman"], 2),
+        "label": label,
+        "rationale_tokens": budget,
+        "by_budget": {str(p["budget"]): round(p["spearman"], 2) for p in points},
+        "mean_rationale_tokens": {str(p["budget"]): p["mean_rationale_tokens"] for p in points},
+        "seconds": round(time.perf_counter() - start, 1),
+        "_cosines": {p["budget"]: p["cosines"] for p in points},
+        "_gold": gold,
+    }
+    logger.info("STS %s: %s", label, json.dumps({k: v for k, v in result.items() if not k.startswith("_")}))
     return result
+
+
+def _headline(before: dict[str, Any], after: dict[str, Any], budget: int) -> dict[str, Any]:
+    """The evaluation protocol's headline on the eval sample: trained at its training `budget` minus the base at its
+    best budget (0 included), with the paired 95% bootstrap interval (`grace_rl.eval.protocol.headline`)."""
+    from grace_rl.eval.protocol import ProtocolSettings, headline
+
+    def points(result: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {"budget": b, "spearman": result["by_budget"][str(b)], "cosines": cos}
+            for b, cos in result["_cosines"].items()
+        ]
+
+    gold = np.asarray(before["_gold"], dtype=np.float64)
+    out = headline(points(after), points(before), gold, budget, ProtocolSettings())
+    return {"n": len(gold), **out}
+
+
+def _public(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if result is None else {k: v for k, v in result.items() if not k.startswith("_")}
 
 
 def _start_eval_phase(
@@ -79,7 +116,10 @@ def _start_eval_phase(
 ) -> None:
     if script_args.eval_sts_path:
         pairs = f"{script_args.eval_sts_limit} pairs of {script_args.eval_sts_path}"
-        phases.start(name, f"STS on {pairs}, greedy rationales of up to {args.max_completion_length} tokens", estimate)
+        budget = args.max_completion_length
+        budgets = sorted({budget, *script_args.eval_base_budgets}) if name == "before-eval" else [budget]
+        what = "base model" if name == "before-eval" else "trained model"
+        phases.start(name, f"STS on {pairs}, {what}, greedy rationales of {budgets} tokens", estimate)
 
 
 def _start_training_phase(phases: PhaseLog, trainer: GraceTrainer, args: GraceConfig) -> None:
@@ -119,7 +159,7 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     _start_eval_phase(phases, "before-eval", script_args, training_args)
     # Evaluation runs once, on the main process's accelerator; the other ranks wait (grace_rl/main_process.py).
     before = run_on_main_process(model, lambda m: _eval(m, tokenizer, training_args, script_args, "before"))
-    summary: dict[str, Any] = {"before": before}
+    summary: dict[str, Any] = {"before": _public(before)}
     phases.end("before-eval")
     trainer = GraceTrainer(
         model=model,
@@ -159,7 +199,8 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     )
     phases.end("after-eval")
     summary.update(
-        after=after,
+        after=_public(after),
+        headline=_headline(before, after, training_args.max_completion_length) if before and after else None,
         steps=trainer.state.global_step,
         train_seconds=round(train_seconds, 1),
         seconds_per_step=round(train_seconds / steps, 1),

@@ -76,8 +76,18 @@ def run_training(argv: list[str]) -> dict[str, Any]:
         return summary
     print(json.dumps(summary, indent=2))
     if summary.get("before") and summary.get("after"):
-        before, after = summary["before"]["spearman"], summary["after"]["spearman"]
-        print(f"\nSTS Spearman x100 (greedy rationale): before {before} -> after {after}")
+        before, after = summary["before"], summary["after"]
+        budget = after["rationale_tokens"]
+        print(f"\nSTS Spearman x100, {after['n']} held-out pairs, greedy rationales of up to {budget} tokens:")
+        print(f"  base at each budget: {', '.join(f'{b}: {v}' for b, v in before['by_budget'].items())}")
+        print(f"  before {before['spearman']} -> after {after['spearman']} (both at {budget} tokens)")
+    if summary.get("headline"):
+        h = summary["headline"]
+        print(
+            f"  headline (trained at {h['training_budget']} tokens minus base at its best budget, "
+            f"{h['base_best_budget']} tokens): {h['trained_spearman']} - {h['base_spearman']} = "
+            f"{h['difference']:+.2f} [{h['ci_low']:+.2f}, {h['ci_high']:+.2f}] (paired 95% bootstrap)"
+        )
     print_next_steps(summary)
     return summary
 

@@ -132,3 +132,23 @@ def test_phase_messages_and_model_card(default_id_run):
     assert f"| before | {summary['before']['spearman']} | 4 | 6 |" in card
     assert f"| after | {summary['after']['spearman']} | 4 | 6 |" in card
     assert f'GraceEncoder.from_pretrained("{run}")' in card and "encoder.encode([" in card
+
+
+def test_headline_is_trained_minus_the_base_at_its_best_budget(default_id_run):
+    """The demo's headline follows the evaluation protocol: the base model is evaluated at 0 / 8 / 16 tokens and the
+    training budget, and the trained model at its training budget is compared with the best of those."""
+    _, run, _, stdout, _ = default_id_run
+    summary = json.loads((run / "grace_summary.json").read_text())
+    before, after, h = summary["before"], summary["after"], summary["headline"]
+    assert set(before["by_budget"]) == {"0", "6", "8", "16"} and set(after["by_budget"]) == {"6"}
+    assert before["spearman"] == before["by_budget"]["6"] and after["spearman"] == after["by_budget"]["6"]
+    best = max(sorted(before["by_budget"], key=int), key=lambda b: before["by_budget"][b])
+    assert (h["base_best_budget"], h["base_spearman"]) == (int(best), before["by_budget"][best])
+    assert h["training_budget"] == 6 and h["trained_spearman"] == after["spearman"] and h["n"] == 4
+    assert h["difference"] == pytest.approx(after["spearman"] - before["by_budget"][best], abs=0.011)
+    assert "_cosines" not in before and "_gold" not in after  # internal, not in the summary
+    assert f"{h['difference']:+.2f} [{h['ci_low']:+.2f}, {h['ci_high']:+.2f}] (paired 95% bootstrap)" in stdout
+    assert f"base at each budget: 0: {before['by_budget']['0']}, 6: " in stdout
+    assert f"Headline (trained at 6 tokens minus the base at its best budget, {best} tokens)" in (
+        run / "README.md"
+    ).read_text()
