@@ -131,7 +131,8 @@ def model_card(summary: dict[str, Any], script_args: Any, training_args: Any, mo
         lines += [*quality, ""]
         by_budget = (summary.get("before") or {}).get("by_budget")
         if by_budget:
-            lines += [f"Base model by rationale budget: {', '.join(f'{b} tokens: {v}' for b, v in by_budget.items())}."]
+            budgets = ", ".join(f"{b} tokens: {v}" for b, v in by_budget.items())
+            lines += [f"Base model by rationale budget: {budgets}."]
         h = summary.get("headline")
         if h:
             lines += [
