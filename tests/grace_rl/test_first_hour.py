@@ -149,6 +149,7 @@ def test_headline_is_trained_minus_the_base_at_its_best_budget(default_id_run):
     assert "_cosines" not in before and "_gold" not in after  # internal, not in the summary
     assert f"{h['difference']:+.2f} [{h['ci_low']:+.2f}, {h['ci_high']:+.2f}] (paired 95% bootstrap)" in stdout
     assert f"base at each budget: 0: {before['by_budget']['0']}, 6: " in stdout
-    assert f"Headline (trained at 6 tokens minus the base at its best budget, {best} tokens)" in (
-        run / "README.md"
-    ).read_text()
+    assert (
+        f"Headline (trained at 6 tokens minus the base at its best budget, {best} tokens)"
+        in (run / "README.md").read_text()
+    )
