@@ -109,6 +109,7 @@ class EncodeJob:
     pooling: str
     prefix: int = 0
     prefix_cache: Any = None
+    budgets: tuple[int, ...] | None = None  # greedy prefix sweeps: pool at each budget (Embedder.encode_budgets)
 
 
 class Embedder:
@@ -350,26 +351,75 @@ class Embedder:
         if max_new_tokens <= 0:
             emb = self.embed([EmbedRequest(t) for t in texts], pooling, batch_size, normalize, show_progress_bar)
             return emb.repeat_interleave(r, dim=0), [()] * (len(texts) * r)  # (N * R, H)
+        job_args = (max_new_tokens, temperature, r, pooling)
+        out, rationales = self._encode_batches(texts, job_args, None, batch_size, show_progress_bar)
+        if normalize:
+            out = torch.nn.functional.normalize(out, dim=-1)
+        return out, rationales
+
+    @torch.inference_mode()
+    def encode_budgets(
+        self,
+        texts: Sequence[str],
+        budgets: Sequence[int],
+        pooling: str = "mean",
+        batch_size: int = ENCODE_BATCH_SIZE,
+        normalize: bool = True,
+        show_progress_bar: bool = False,
+    ) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+        """Embed every text with its greedy rationale cut at each of `budgets` tokens, from **one** generation at the
+        largest budget: a causal model's states of the first `T` rationale tokens do not depend on later tokens, so
+        the embedding at budget `T` pools the text's states and the first `T` rationale states already captured (a
+        greedy rationale's first `T` tokens are the greedy rationale of budget `T`). Equal to :meth:`encode` at each
+        budget separately; budget 0 is the text alone.
+
+        Returns:
+            ``(N, K, H)`` float32 embeddings on the CPU (`K = len(budgets)`, in the order given) and the `N`
+            rationales written at the largest budget.
+        """
+        budgets = tuple(int(b) for b in budgets)
+        if not budgets or min(budgets) < 0:
+            raise ValueError(f"budgets must be a non-empty list of token counts >= 0, got {list(budgets)}.")
+        if max(budgets) == 0:
+            emb = self.embed([EmbedRequest(t) for t in texts], pooling, batch_size, normalize, show_progress_bar)
+            return emb.unsqueeze(1).expand(-1, len(budgets), -1).clone(), [()] * len(texts)  # (N, K, H)
+        out, rationales = self._encode_batches(
+            texts, (max(budgets), 0.0, 1, pooling), budgets, batch_size, show_progress_bar
+        )  # (N, K, H)
+        if normalize:
+            out = torch.nn.functional.normalize(out, dim=-1)
+        return out, rationales
+
+    def _encode_batches(
+        self,
+        texts: Sequence[str],
+        job_args: tuple[int, float, int, str],
+        budgets: tuple[int, ...] | None,
+        batch_size: int,
+        show_progress_bar: bool,
+    ) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+        """The batching loop of :meth:`encode` / :meth:`encode_budgets`: prompts sorted by length, one generate call
+        per batch, input order restored. Returns unnormalised ``(N * R, H)`` (or ``(N, K, H)`` with `budgets`)."""
+        r = job_args[2]
         prompts = [self.prompt_tokens(t) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: -len(prompts[i].ids))
         pieces: list[torch.Tensor] = []
         rationales: list[tuple[int, ...]] = [()] * (len(texts) * r)
         bar = tqdm(total=len(texts), desc="Encoding", unit="text", disable=not show_progress_bar)
         with eval_mode(self.model), bar:
-            job = self._job(prompts, max_new_tokens, temperature, r, pooling)
+            job = self._job(prompts, *job_args)
+            job.budgets = budgets
             for s in range(0, len(order), batch_size):
                 idx = order[s : s + batch_size]
                 emb, ids = self._generate_and_pool([prompts[i] for i in idx], job)
-                pieces.append(emb)  # (B * R, H)
+                pieces.append(emb)  # (B * R, H) or (B, K, H)
                 for k, i in enumerate(idx):
                     rationales[i * r : (i + 1) * r] = ids[k * r : (k + 1) * r]
                 bar.update(len(idx))
                 bar.set_postfix_str(f"{bar.n / max(bar.format_dict['elapsed'], 1e-9):.1f} texts/s")
         rows = (torch.tensor(order).unsqueeze(1) * r + torch.arange(r)).flatten()  # (N * R,) sorted -> input rows
-        out = torch.empty(len(rows), pieces[0].shape[1])  # (N * R, H)
+        out = torch.empty(len(rows), *pieces[0].shape[1:])  # (N * R, H) or (N, K, H)
         out[rows] = torch.cat(pieces)
-        if normalize:
-            out = torch.nn.functional.normalize(out, dim=-1)
         return out, rationales
 
     def _job(
@@ -422,6 +472,23 @@ class Embedder:
             prompt_width=width,
         )  # (B', H)
         ids = [tuple(row[:n]) for row, n in zip(completions.tolist(), lengths.tolist(), strict=True)]
+        if job.budgets is not None:  # greedy, r == 1: the same states pooled with the rationale cut at each budget
+            pooled = torch.stack(
+                [
+                    pool_captured(
+                        states,
+                        torch.tensor([len(p.ids) - job.prefix for p in prompts]),
+                        torch.tensor([[p.start - job.prefix, p.end - job.prefix] for p in prompts]),
+                        lengths.clamp(max=budget),
+                        job.pooling,
+                        normalize=False,
+                        prompt_width=width,
+                    )
+                    for budget in job.budgets
+                ],
+                dim=1,
+            )  # (B, K, H)
+            return pooled, ids
         if fan != job.r:
             pooled = pooled.repeat_interleave(job.r, dim=0)  # (B * R, H)
             ids = [x for x in ids for _ in range(job.r)]

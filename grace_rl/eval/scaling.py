@@ -3,7 +3,9 @@
 Greedy decoding is prefix-consistent: the greedy rationale with a budget of `T` tokens is the first `T` tokens of
 the greedy rationale with any larger budget. :class:`PrefixRationaleEncoder` uses that to write each text's rationale
 once, at the largest budget, and to serve every smaller budget by truncation (a curve over 0, 8, 16, 32, 64 tokens
-costs one 64-token generation instead of 120 tokens' worth).
+costs one 64-token generation instead of 120 tokens' worth). With the sweep's budgets given and a local embedder, the
+embeddings at every budget also come from that one generation (`Embedder.encode_budgets`: the states captured while
+generating, pooled with the rationale cut at each budget), so a sweep costs one `encode()` at the largest budget.
 """
 
 from __future__ import annotations
@@ -49,10 +51,15 @@ class PrefixRationaleEncoder:
             the largest budget that will be asked for.
     """
 
-    def __init__(self, encoder, max_budget: int) -> None:
+    def __init__(self, encoder, max_budget: int, budgets: Sequence[int] | None = None) -> None:
         self.encoder = encoder
         self.max_budget = max_budget
+        self.budgets = tuple(sorted(set(budgets))) if budgets else None
+        if self.budgets and self.budgets[-1] > max_budget:
+            raise ValueError(f"A budget of {self.budgets[-1]} is above max_budget {max_budget}.")
         self._rationales: dict[str, tuple[int, ...]] = {}
+        self._embeddings: dict[str, np.ndarray] = {}  # text -> (K, H) unnormalised, one row per self.budgets
+        self.one_pass = self.budgets is not None and hasattr(getattr(encoder, "embedder", None), "encode_budgets")
         self.reset_counts()
 
     def reset_counts(self) -> None:
@@ -79,6 +86,8 @@ class PrefixRationaleEncoder:
             )
         if not 0 <= budget <= self.max_budget:
             raise ValueError(f"Budget {budget} is outside [0, {self.max_budget}]; raise max_budget.")
+        if self.one_pass and budget in self.budgets and pooling in (None, self.encoder.pooling):
+            return self._encode_one_pass(texts, budget, batch_size, normalize, show_progress_bar)
         missing = [t for t in dict.fromkeys(texts) if t not in self._rationales] if budget > 0 else []
         if missing:
             ids = self.encoder.embedder.generate_rationales(
@@ -92,6 +101,31 @@ class PrefixRationaleEncoder:
             requests, pooling=pooling or self.encoder.pooling, batch_size=batch_size, normalize=normalize
         )  # (N, H)
         return emb.numpy().astype(np.float32)
+
+    def _encode_one_pass(
+        self, texts: Sequence[str], budget: int, batch_size: int, normalize: bool, show_progress_bar: bool
+    ) -> np.ndarray:
+        """Serve `budget` from the per-budget embeddings of one generation at the largest budget (computed for texts
+        not seen yet)."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._embeddings]
+        if missing:
+            emb, ids = self.encoder.embedder.encode_budgets(
+                missing,
+                self.budgets,
+                pooling=self.encoder.pooling,
+                batch_size=batch_size,
+                normalize=False,
+                show_progress_bar=show_progress_bar,
+            )  # (M, K, H)
+            self._embeddings.update(zip(missing, emb.numpy(), strict=True))
+            self._rationales.update(zip(missing, ids, strict=True))
+        k = self.budgets.index(budget)
+        out = np.stack([self._embeddings[t][k] for t in texts]).astype(np.float32)  # (N, H)
+        self.tokens_used += sum(min(len(self._rationales[t]), budget) for t in texts)
+        self.texts_seen += len(texts)
+        if normalize:
+            out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
+        return out
 
 
 def scaling_curve(
@@ -109,7 +143,7 @@ def scaling_curve(
     `max_rationale_tokens` and, for greedy sweeps, `mean_rationale_tokens` (tokens actually used per text).
     """
     greedy = temperature <= 0 and num_rationales == 1
-    target = PrefixRationaleEncoder(encoder, max(budgets)) if greedy else encoder
+    target = PrefixRationaleEncoder(encoder, max(budgets), budgets) if greedy else encoder
     kwargs = (
         dict(encode_kwargs)
         if greedy

@@ -44,6 +44,37 @@ def test_prefix_reuse_equals_fresh_greedy_encoding(encoder):
         prefix.encode(TEXTS, max_rationale_tokens=7)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "last_token"])
+def test_one_pass_sweep_equals_a_separate_pass_at_each_budget(encoder, pooling, monkeypatch):
+    """With the sweep's budgets given, every budget comes from the states of one generation at the largest budget:
+    equal (< 1e-5) to generating at that budget and embedding text + rationale in a separate forward pass, with no
+    embedding forward pass at all for budgets > 0."""
+    encoder.pooling = pooling
+    budgets = [0, 1, 3, 6]
+    prefix = PrefixRationaleEncoder(encoder, max_budget=6, budgets=budgets)
+    assert prefix.one_pass
+    reference = PrefixRationaleEncoder(encoder, max_budget=6)  # rationales once, a forward pass per budget
+    embeds = []
+    real_embed = encoder.embedder.embed
+    monkeypatch.setattr(encoder.embedder, "embed", lambda *a, **k: embeds.append(1) or real_embed(*a, **k))
+    for budget in reversed(budgets):
+        calls = len(embeds)
+        one = prefix.encode(TEXTS, max_rationale_tokens=budget, show_progress_bar=False)
+        assert len(embeds) == calls  # served from the captured states (budget 0 included: the text's states)
+        separate = encoder.encode_separate_pass(TEXTS, max_rationale_tokens=budget)
+        assert one.shape == separate.shape == (4, 32)
+        np.testing.assert_allclose(one, separate, atol=1e-5, err_msg=f"budget {budget}")
+        np.testing.assert_allclose(np.linalg.norm(one, axis=1), 1.0, atol=1e-6)
+        reference.reset_counts()
+        reference.encode(TEXTS, max_rationale_tokens=budget, show_progress_bar=False)
+        assert (prefix.tokens_used, prefix.texts_seen) == (reference.tokens_used, reference.texts_seen), budget
+        prefix.reset_counts()
+    emb, ids = encoder.embedder.encode_budgets(TEXTS[:2], [3, 0], pooling=pooling, normalize=False)
+    assert emb.shape == (2, 2, 32) and len(ids) == 2 and all(len(r) <= 3 for r in ids)  # budgets in the order given
+    with pytest.raises(ValueError, match="budgets"):
+        encoder.embedder.encode_budgets(TEXTS, [])
+
+
 def test_scaling_curve_points_and_token_counts(encoder):
     seen = []
 
