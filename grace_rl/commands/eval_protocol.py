@@ -62,7 +62,7 @@ def add_protocol_options(p: argparse.ArgumentParser, out_default: str = "eval_pr
     p.add_argument("--no-cache", action="store_true", help="Neither read nor write the sweep cache.")
     p.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples per interval.")
     p.add_argument("--seed", type=int, default=0, help="Bootstrap seed.")
-    p.add_argument("--batch-size", type=int, default=16, help="Texts per generation / forward batch (memory).")
+    p.add_argument("--batch-size", type=int, default=32, help="Texts per generation batch (memory).")
     p.add_argument("--trust-remote-code", action="store_true", help="Allow custom model code (off by default).")
 
 

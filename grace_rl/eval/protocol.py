@@ -250,7 +250,7 @@ class ProtocolSettings:
             bootstrap seed (the same resamples for every interval of a dev set).
         level (`float`, *optional*, defaults to `0.95`):
             interval coverage.
-        batch_size (`int`, *optional*, defaults to `16`):
+        batch_size (`int`, *optional*, defaults to `32`):
             encoding batch size.
         cache_dir (`Path`, *optional*, defaults to `None`):
             where sweeps are cached as JSON (`None`: no cache).
@@ -264,7 +264,7 @@ class ProtocolSettings:
     n_boot: int = 1000
     seed: int = 0
     level: float = 0.95
-    batch_size: int = 16
+    batch_size: int = 32
     cache_dir: Path | None = None
     trust_remote_code: bool = False
     show_progress_bar: bool = True
@@ -311,7 +311,7 @@ def model_specs(base: str, trained: Sequence[str | Path]) -> list[ModelSpec]:
 
 
 def sweep_pairs(
-    encoder, pairs: Sequence[Pair], budgets: Sequence[int], batch_size: int = 16, show_progress_bar: bool = True
+    encoder, pairs: Sequence[Pair], budgets: Sequence[int], batch_size: int = 32, show_progress_bar: bool = True
 ) -> list[dict[str, Any]]:
     """One encoder on one dev set at every budget (greedy; each rationale written once at the largest budget).
 
