@@ -6,6 +6,7 @@ still shows. Each entry says why it is safe to hide.
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 
@@ -25,7 +26,35 @@ KNOWN_WARNINGS: list[tuple[type[Warning], str, str]] = [
 ]
 
 
+# (logger name, message prefix, why it can be ignored): third-party log records rather than `warnings`
+KNOWN_LOG_RECORDS: list[tuple[str, str, str]] = [
+    (
+        "DeepSpeed",
+        "Setting accelerator to CPU. If you have GPU or other accelerator, we were unable to detect it.",
+        "logged (twice per run) by deepspeed's accelerator auto-detection on every machine without CUDA, including "
+        "the CPU recipes that ask for the CPU (`use_cpu: true`); the choice itself is unchanged.",
+    ),
+]
+
+
+class _DropKnownRecords(logging.Filter):
+    def __init__(self, prefixes: list[str]) -> None:
+        super().__init__()
+        self.prefixes = tuple(prefixes)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
+
+
 def silence_known_warnings() -> None:
-    """Ignore the :data:`KNOWN_WARNINGS` (process-wide; call it once at the start of a run)."""
+    """Ignore the :data:`KNOWN_WARNINGS` and drop the :data:`KNOWN_LOG_RECORDS` (process-wide; call it once at the
+    start of a run, before the third-party modules log: a logger's filter holds for every later record)."""
     for category, prefix, _ in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=re.escape(prefix), category=category)
+    by_logger: dict[str, list[str]] = {}
+    for name, prefix, _ in KNOWN_LOG_RECORDS:
+        by_logger.setdefault(name, []).append(prefix)
+    for name, prefixes in by_logger.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropKnownRecords) for f in logger.filters):  # idempotent
+            logger.addFilter(_DropKnownRecords(prefixes))

@@ -27,3 +27,32 @@ def test_only_the_known_messages_are_silenced():
         (FutureWarning, "`lora_r` is deprecated and will be removed in v6."),
         (UserWarning, "grace-rl: anchor_rationale_tokens is larger than max_completion_length"),
     ]
+
+
+def test_deepspeed_cpu_detection_record_is_dropped_and_others_kept(caplog):
+    """deepspeed's "Setting accelerator to CPU" record (logged on every machine without CUDA) is dropped at its
+    logger; its other records still show. Through deepspeed's own logger and detection code."""
+    import logging
+
+    from deepspeed.accelerator import real_accelerator
+    from deepspeed.utils import logger as ds_logger
+
+    silence_known_warnings()
+    silence_known_warnings()  # idempotent: one filter
+    assert sum(type(f).__name__ == "_DropKnownRecords" for f in ds_logger.filters) == 1
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    ds_logger.addHandler(handler)
+    saved = real_accelerator.ds_accelerator
+    try:
+        real_accelerator.ds_accelerator = None  # run the auto-detection again
+        with __import__("pytest").MonkeyPatch.context() as mp:
+            mp.delenv("DS_ACCELERATOR", raising=False)
+            real_accelerator.get_accelerator()
+        ds_logger.warning("a DeepSpeed warning of its own")
+    finally:
+        real_accelerator.ds_accelerator = saved
+        ds_logger.removeHandler(handler)
+    assert not any(m.startswith("Setting accelerator to CPU") for m in seen), seen
+    assert "a DeepSpeed warning of its own" in seen
