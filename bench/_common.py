@@ -19,6 +19,10 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from grace_rl.known_warnings import silence_known_warnings
+
+silence_known_warnings()  # every bench script imports this module: the same known third-party notices as a run hide
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 RECIPE = REPO / "configs" / "grace_smollm2_cpu.yaml"
