@@ -32,6 +32,15 @@ def _budgets(spec: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
+def _counts(spec: str) -> list[int]:
+    from grace_rl.eval.sample_scaling import parse_counts
+
+    try:
+        return parse_counts(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("--scaling-samples", "--samples")) from err
+
+
 def add_protocol_options(p: argparse.ArgumentParser, out_default: str = "eval_protocol") -> None:
     """The protocol's options (shared with `bench/quality.py`)."""
     p.add_argument(
@@ -64,6 +73,23 @@ def add_protocol_options(p: argparse.ArgumentParser, out_default: str = "eval_pr
     p.add_argument("--seed", type=int, default=0, help="Bootstrap seed.")
     p.add_argument("--batch-size", type=int, default=32, help="Texts per generation batch (memory).")
     p.add_argument("--trust-remote-code", action="store_true", help="Allow custom model code (off by default).")
+    p.add_argument(
+        "--samples",
+        type=_counts,
+        default=None,
+        metavar="K1,K2,...",
+        help="Also sweep the number of sampled rationales averaged (e.g. 1,2,4,8), every model at one budget; "
+        "writes PREFIX_samples.png.",
+    )
+    p.add_argument("--sample-temperature", type=float, default=0.7, help="Sampling temperature of --samples (> 0).")
+    p.add_argument(
+        "--sample-budget",
+        type=int,
+        default=None,
+        metavar="TOKENS",
+        help="Tokens per sampled rationale (default: the trained runs' training budget).",
+    )
+    p.add_argument("--sample-seed", type=int, default=0, help="torch seed before each model's sampling.")
 
 
 def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
@@ -71,11 +97,21 @@ def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
     from grace_rl.eval.devsets import DATA_DIR, load_dev_sets
     from grace_rl.eval.protocol import ProtocolSettings, model_specs, run_protocol
     from grace_rl.eval.protocol_report import format_report, write_report
+    from grace_rl.eval.protocol_samples import SampleSettings, sample_budget
     from grace_rl.models import cache_root
 
     if args.bootstrap < 1:
         raise ValueError(f"--bootstrap must be >= 1, got {args.bootstrap}.")
-    model_specs(args.base, args.trained)  # a bad run dir fails before any data is read
+    specs = model_specs(args.base, args.trained)  # a bad run dir fails before any data is read
+    samples = None
+    if args.samples is not None:
+        samples = SampleSettings(
+            counts=tuple(args.samples),
+            temperature=args.sample_temperature,
+            budget=args.sample_budget,
+            seed=args.sample_seed,
+        )
+        sample_budget(specs, samples)  # no common budget: fail before any data is read
     devsets = load_dev_sets(args.datasets, args.shared_data, args.data_dir or DATA_DIR, args.limit)
     settings = ProtocolSettings(
         budgets=tuple(args.budgets),
@@ -85,10 +121,10 @@ def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
         cache_dir=None if args.no_cache else (args.cache_dir or cache_root() / "protocol"),
         trust_remote_code=args.trust_remote_code,
     )
-    results = run_protocol(args.base, args.trained, devsets, settings)
+    results = run_protocol(args.base, args.trained, devsets, settings, samples)
     files = write_report(results, args.out)
     print(format_report(results))
-    print(f"wrote {files['json']} and {files['plot']}")
+    print("wrote " + " and ".join(files.values()))
     return files
 
 
@@ -107,6 +143,7 @@ def add_parser(tasks: argparse._SubParsersAction) -> None:
             "grace-rl eval protocol --trained runs/grace_smollm2_cpu            # base + one run, both dev sets",
             "grace-rl eval protocol --trained RUN_A RUN_B --datasets stsb-dev --limit 200",
             "grace-rl eval protocol --trained runs/grace_smollm2_cpu --budgets 0,8,16,32,64 --out runs/quality",
+            "grace-rl eval protocol --trained RUN_A RUN_B --datasets stsb-dev --samples 1,2,4,8  # + averaging",
         ),
     )
     add_protocol_options(p)

@@ -28,11 +28,14 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from grace_rl.eval.protocol_cache import GRACE_META, PROTOCOL_VERSION, cache_key, load_sweep, save_sweep
+
+if TYPE_CHECKING:
+    from grace_rl.eval.protocol_samples import SampleSettings
 
 logger = logging.getLogger(__name__)
 
@@ -417,13 +420,22 @@ def headline(
 
 
 def run_protocol(
-    base: str, trained: Sequence[str | Path], devsets: Sequence[DevSet], settings: ProtocolSettings
+    base: str,
+    trained: Sequence[str | Path],
+    devsets: Sequence[DevSet],
+    settings: ProtocolSettings,
+    samples: SampleSettings | None = None,
 ) -> dict[str, Any]:
     """The whole protocol: every model at every budget on every dev set, intervals, and a headline per trained
-    model and dev set. Returns a JSON-able dict (see :mod:`grace_rl.eval.protocol_report` for the table and plot)."""
+    model and dev set; with `samples`, also the rationale-count sweep (:mod:`grace_rl.eval.protocol_samples`,
+    under `"samples"`). Returns a JSON-able dict (see :mod:`grace_rl.eval.protocol_report` for the table and plot)."""
     start = time.perf_counter()
     specs = model_specs(base, trained)
     own = {s.training_budget for s in specs if s.training_budget is not None}
+    if samples is not None:
+        from grace_rl.eval.protocol_samples import sample_budget
+
+        own.add(sample_budget(specs, samples))  # the greedy point the sampled ones are compared with
     budgets = sorted(set(settings.budgets) | own)
     if own - set(settings.budgets):
         logger.warning("Added the training budget(s) %s to the sweep budgets.", sorted(own - set(settings.budgets)))
@@ -458,6 +470,11 @@ def run_protocol(
         if s.role == "trained"
         for ds in devsets
     ]
+    extra = {}
+    if samples is not None:
+        from grace_rl.eval.protocol_samples import run_samples
+
+        extra["samples"] = run_samples(specs, devsets, sweeps, samples, settings)
     return {
         "protocol_version": PROTOCOL_VERSION,
         "budgets": budgets,
@@ -465,5 +482,6 @@ def run_protocol(
         "datasets": [ds.info() for ds in devsets],
         "models": models,
         "headlines": headlines,
+        **extra,
         "seconds": round(time.perf_counter() - start, 1),
     }

@@ -53,6 +53,45 @@ def _budget_table(results: dict[str, Any], dataset: str) -> str:
     return markdown_table(["model", *[f"budget {b}" for b in budgets]], rows)
 
 
+def _samples_lines(samples: dict[str, Any], level: int) -> list[str]:
+    counts = samples["counts"]
+    out = [
+        f"Rationales averaged (sampled at temperature {samples['temperature']:g}, <= {samples['budget']} tokens each, "
+        f"sampling seed {samples['seed']}): Spearman x100 [{level}% interval]"
+    ]
+    for name in samples["models"][0]["results"]:
+        rows = []
+        for model in samples["models"]:
+            by_k = {p["num_rationales"]: p for p in model["results"][name]["points"]}
+            rows.append(
+                [
+                    model["label"],
+                    *[
+                        f"{by_k[k]['spearman']:.2f} [{by_k[k]['ci_low']:.2f}, {by_k[k]['ci_high']:.2f}]"
+                        for k in counts
+                    ],
+                ]
+            )
+        out += [f"{name}:", markdown_table(["model", *[f"{k} rationale{'s' if k > 1 else ''}" for k in counts]], rows)]
+    rows = [
+        [
+            g["model"],
+            g["dataset"],
+            f"{g['spearman']:.2f} ({g['num_rationales']})",
+            f"{g['vs_one_sample']['difference']:+.2f} [{g['vs_one_sample']['ci_low']:+.2f}, "
+            f"{g['vs_one_sample']['ci_high']:+.2f}]",
+            f"{g['greedy_spearman']:.2f}",
+            f"{g['vs_greedy']['difference']:+.2f} [{g['vs_greedy']['ci_low']:+.2f}, {g['vs_greedy']['ci_high']:+.2f}]",
+        ]
+        for g in samples["gains"]
+    ]
+    out += [
+        f"Most rationales averaged minus one sampled / one greedy rationale at the same budget (paired {level}%):",
+        markdown_table(["model", "dev set", "averaged (count)", "minus 1 sampled", "greedy", "minus greedy"], rows),
+    ]
+    return out
+
+
 def format_report(results: dict[str, Any]) -> str:
     """The protocol's results as text: dev sets with dropped counts, per dev set the Spearman of every model at
     every budget with its interval and the rationale tokens used, and the headline per trained model."""
@@ -82,9 +121,11 @@ def format_report(results: dict[str, Any]) -> str:
             f"Headline: trained at its training budget minus base at its best budget (paired {level}% interval)",
             markdown_table(["model", "dev set", "trained", "base (best budget)", "difference"], rows),
         ]
+    if "samples" in results:
+        out += ["", *_samples_lines(results["samples"], level)]
     seconds = ", ".join(
         f"{m['label']}/{name} {r['seconds']:.1f} s{' (cached)' if r['cached'] else ''}"
-        for m in results["models"]
+        for m in [*results["models"], *results.get("samples", {}).get("models", [])]
         for name, r in m["results"].items()
     )
     out += ["", f"seconds per sweep: {seconds}; total {results['seconds']:.1f} s"]
@@ -127,11 +168,45 @@ def plot_results(results: dict[str, Any], png_path: str | Path) -> None:
     plt.close(fig)
 
 
+def plot_samples(samples: dict[str, Any], png_path: str | Path) -> None:
+    """Rationales averaged on x (log 2), Spearman on y, one panel per dev set, base dashed, intervals shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(samples["models"][0]["results"])
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.0), dpi=120, squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for model in samples["models"]:
+            points = sorted(model["results"][name]["points"], key=lambda p: p["num_rationales"])
+            xs = [p["num_rationales"] for p in points]
+            style = {"color": "black", "linestyle": "--"} if model["role"] == "base" else {}
+            (line,) = ax.plot(xs, [p["spearman"] for p in points], marker="o", label=model["label"], **style)
+            lows, highs = [p["ci_low"] for p in points], [p["ci_high"] for p in points]
+            ax.fill_between(xs, lows, highs, alpha=0.15, color=line.get_color())
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(samples["counts"], [str(k) for k in samples["counts"]])
+        ax.set_xlabel(f"rationales averaged (T={samples['temperature']:g}, <= {samples['budget']} tokens)")
+        ax.set_ylabel("Spearman x100")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+
+
 def write_report(results: dict[str, Any], prefix: str | Path) -> dict[str, str]:
-    """Write `PREFIX.json` (the results) and `PREFIX.png` (:func:`plot_results`); returns both paths."""
+    """Write `PREFIX.json` (the results) and `PREFIX.png` (:func:`plot_results`), and with a rationale-count sweep
+    `PREFIX_samples.png` (:func:`plot_samples`); returns the paths (`json`, `plot`, `samples_plot`)."""
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     json_path, png_path = prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".png")
     json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     plot_results(results, png_path)
-    return {"json": str(json_path), "plot": str(png_path)}
+    files = {"json": str(json_path), "plot": str(png_path)}
+    if "samples" in results:
+        files["samples_plot"] = str(prefix.with_name(prefix.name + "_samples.png"))
+        plot_samples(results["samples"], files["samples_plot"])
+    return files

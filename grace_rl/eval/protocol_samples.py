@@ -1,0 +1,254 @@
+"""The evaluation protocol's second test-time-scaling axis: several sampled rationales averaged per text.
+
+At one rationale budget (matched across models: the trained runs' training budget by default), each text's
+`max(counts)` rationales are sampled once at `temperature` (seeded) and the point for `k` averages the first `k`
+embeddings (:func:`sample_pairs`; `k` of `K` independent samples are distributed as `k` fresh ones, so the nested
+points equal separate `encode(num_rationales=k)` runs in distribution at the cost of the largest one). Every point
+gets the protocol's 95% bootstrap interval, and per model and dev set two paired differences are reported
+(:func:`sample_gains`): the most rationales minus one sampled rationale, and minus the greedy rationale at the same
+budget (from the budget sweep). Sweeps are cached like the budget sweeps (the key adds counts, temperature, budget
+and sampling seed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from grace_rl.eval.protocol import (
+    DevSet,
+    ModelSpec,
+    Pair,
+    ProtocolSettings,
+    paired_difference_interval,
+    spearman,
+    spearman_interval,
+)
+from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COUNTS = (1, 2, 4, 8)
+DEFAULT_TEMPERATURE = 0.7
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """The rationale-count sweep.
+
+    Args:
+        counts (`tuple[int, ...]`, *optional*, defaults to `(1, 2, 4, 8)`):
+            numbers of sampled rationales averaged (each >= 1; 1 is always added, the gains are measured from it).
+        temperature (`float`, *optional*, defaults to `0.7`):
+            sampling temperature (> 0).
+        budget (`int`, *optional*):
+            tokens per rationale, the same for every model; `None`: the trained runs' training budget (they must
+            share one).
+        seed (`int`, *optional*, defaults to `0`):
+            `torch.manual_seed` before each model's sampling on each dev set.
+    """
+
+    counts: tuple[int, ...] = DEFAULT_COUNTS
+    temperature: float = DEFAULT_TEMPERATURE
+    budget: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        counts = tuple(sorted({int(c) for c in self.counts} | {1}))
+        if counts[0] < 1:
+            raise ValueError(f"Rationale counts must all be >= 1, got {list(self.counts)}.")
+        object.__setattr__(self, "counts", counts)
+        if not self.temperature > 0:
+            raise ValueError(f"Sampling several rationales needs a temperature > 0, got {self.temperature}.")
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"The sample budget must be >= 1 token (0 = no rationale to sample), got {self.budget}.")
+
+
+def sample_budget(specs: Sequence[ModelSpec], samples: SampleSettings) -> int:
+    """The budget every model samples at: `samples.budget`, else the trained runs' common training budget."""
+    if samples.budget is not None:
+        return samples.budget
+    own = sorted({s.training_budget for s in specs if s.training_budget is not None})
+    if len(own) != 1 or own[0] < 1:
+        raise ValueError(
+            f"The rationale-count sweep needs one budget for every model; the trained runs have training budgets "
+            f"{own or 'none (no --trained run)'}: give --sample-budget N."
+        )
+    return own[0]
+
+
+def sample_pairs(
+    encoder,
+    pairs: Sequence[Pair],
+    counts: Sequence[int],
+    budget: int,
+    temperature: float,
+    seed: int = 0,
+    batch_size: int = 32,
+    show_progress_bar: bool = True,
+) -> list[dict[str, Any]]:
+    """One encoder on one dev set: `max(counts)` rationales sampled per text in one generation pass, averaged.
+
+    Returns per count `{"num_rationales", "spearman" (x100), "mean_rationale_tokens", "cosines"}`.
+    """
+    import torch
+
+    a, b = [p.a for p in pairs], [p.b for p in pairs]
+    unique = list(dict.fromkeys(a + b))
+    row = {t: i for i, t in enumerate(unique)}
+    ia, ib = np.array([row[t] for t in a]), np.array([row[t] for t in b])  # (n,), (n,)
+    gold = np.array([p.score for p in pairs], dtype=np.float64)  # (n,)
+    most = max(counts)
+    torch.manual_seed(seed)
+    emb, rationales = encoder.embedder.encode(
+        unique,
+        budget,
+        temperature,
+        most,
+        pooling=encoder.pooling,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+    )  # (U * K, H), each L2-normalised, grouped by text
+    emb = emb.view(len(unique), most, -1).double()  # (U, K, H)
+    lengths = np.array([len(r) for r in rationales], dtype=np.float64).reshape(len(unique), most)  # (U, K)
+    points = []
+    for k in sorted(counts):
+        avg = torch.nn.functional.normalize(emb[:, :k].mean(dim=1), dim=-1).numpy()  # (U, H)
+        cos = (avg[ia] * avg[ib]).sum(axis=1)  # (n,)
+        points.append(
+            {
+                "num_rationales": k,
+                "spearman": spearman(cos, gold),
+                "mean_rationale_tokens": float(lengths[:, :k].mean()),
+                "cosines": cos.tolist(),
+            }
+        )
+    return points
+
+
+def evaluate_samples(
+    spec: ModelSpec, devsets: Sequence[DevSet], budget: int, samples: SampleSettings, settings: ProtocolSettings
+) -> dict[str, dict[str, Any]]:
+    """:func:`sample_pairs` for one model on every dev set, from the cache when possible (as the budget sweeps)."""
+    encoder = None
+    out: dict[str, dict[str, Any]] = {}
+    for ds in devsets:
+        key = cache_key(spec.path, ds.digest, [budget]) | {
+            "samples": {"counts": list(samples.counts), "temperature": samples.temperature, "seed": samples.seed}
+        }
+        record = load_sweep(settings.cache_dir, key) if settings.cache_dir else None
+        if record is not None:
+            logger.info("%s on %s: cached rationale-count sweep", spec.label, ds.name)
+            out[ds.name] = {**record, "cached": True}
+            continue
+        if encoder is None:
+            from grace_rl.encoder import GraceEncoder
+
+            encoder = GraceEncoder.from_pretrained(spec.path, trust_remote_code=settings.trust_remote_code)
+        logger.info(
+            "%s on %s: %s sampled rationales of <= %d tokens at temperature %g",
+            spec.label,
+            ds.name,
+            list(samples.counts),
+            budget,
+            samples.temperature,
+        )
+        start = time.perf_counter()
+        points = sample_pairs(
+            encoder,
+            ds.pairs,
+            samples.counts,
+            budget,
+            samples.temperature,
+            samples.seed,
+            settings.batch_size,
+            settings.show_progress_bar,
+        )
+        record = {"key": key, "points": points, "seconds": round(time.perf_counter() - start, 1)}
+        if settings.cache_dir:
+            save_sweep(settings.cache_dir, record)
+        out[ds.name] = {**record, "cached": False}
+    return out
+
+
+def sample_gains(
+    points: Sequence[dict[str, Any]],
+    greedy_cosines: Sequence[float],
+    gold: np.ndarray,
+    settings: ProtocolSettings,
+) -> dict[str, Any]:
+    """Paired differences of the most rationales averaged minus one sampled rationale, and minus the greedy one."""
+    by_k = {p["num_rationales"]: p for p in points}
+    most, one = by_k[max(by_k)], by_k[1]
+    vs_one = paired_difference_interval(
+        np.asarray(most["cosines"]), np.asarray(one["cosines"]), gold, settings.n_boot, settings.seed, settings.level
+    )
+    vs_greedy = paired_difference_interval(
+        np.asarray(most["cosines"]), np.asarray(greedy_cosines), gold, settings.n_boot, settings.seed, settings.level
+    )
+    return {
+        "num_rationales": most["num_rationales"],
+        "spearman": round(most["spearman"], 2),
+        "vs_one_sample": vs_one.as_dict("difference"),
+        "vs_greedy": vs_greedy.as_dict("difference"),
+    }
+
+
+def run_samples(
+    specs: Sequence[ModelSpec],
+    devsets: Sequence[DevSet],
+    greedy: dict[str, dict[str, dict[str, Any]]],
+    samples: SampleSettings,
+    settings: ProtocolSettings,
+) -> dict[str, Any]:
+    """The rationale-count sweep of every model on every dev set (JSON-able, `results["samples"]`).
+
+    `greedy` holds the budget sweeps (`greedy[label][dataset]["points"]`, with cosines) and must include the
+    sample budget, so each model's greedy rationale at that budget is the reference of `vs_greedy`.
+    """
+    budget = sample_budget(specs, samples)
+    models, gains = [], []
+    for spec in specs:
+        sweeps = evaluate_samples(spec, devsets, budget, samples, settings)
+        results = {}
+        for ds in devsets:
+            gold = ds.gold()
+            points = sweeps[ds.name]["points"]
+            results[ds.name] = {
+                "points": [
+                    {
+                        "num_rationales": p["num_rationales"],
+                        **spearman_interval(
+                            np.asarray(p["cosines"]), gold, settings.n_boot, settings.seed, settings.level
+                        ).as_dict("spearman"),
+                        "mean_rationale_tokens": p["mean_rationale_tokens"],
+                    }
+                    for p in points
+                ],
+                "seconds": sweeps[ds.name]["seconds"],
+                "cached": sweeps[ds.name]["cached"],
+            }
+            greedy_point = next((p for p in greedy[spec.label][ds.name]["points"] if p["budget"] == budget), None)
+            if greedy_point is None:
+                raise ValueError(
+                    f"The budget sweep of {spec.label} has no budget {budget}; include it in the budgets."
+                )
+            greedy_spearman = round(greedy_point["spearman"], 2)
+            gains.append(
+                {"model": spec.label, "dataset": ds.name, "greedy_spearman": greedy_spearman}
+                | sample_gains(points, greedy_point["cosines"], gold, settings)
+            )
+        models.append({"label": spec.label, "role": spec.role, "results": results})
+    return {
+        "budget": budget,
+        "temperature": samples.temperature,
+        "counts": list(samples.counts),
+        "seed": samples.seed,
+        "models": models,
+        "gains": gains,
+    }
