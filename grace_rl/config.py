@@ -94,6 +94,9 @@ class GraceConfig(GRPOConfig):
             with gradient, added to the GRPO loss: `-log softmax_tau(cos(e_i, .))[positive]` over the reward's
             anchors (detached) and in-batch/hard negatives. 0 = pure GRACE (the policy learns only through rewards);
             > 0 also trains the representation directly, as SimCSE/GIRCSE do (see docs/recipes.md).
+        embedding_loss_prefixes (`list[float]` or `None`): fractions in `(0, 1]`, increasing, ending at 1.0: the
+            embedding loss is averaged over these prefixes of each rollout's rationale (GIRCSE's stepwise loss, pooled
+            from the same forward pass); `None` = the whole rationale only. Needs `embedding_loss_weight > 0`.
         anchor_mode (`str`): how positives/negatives are embedded: `plain` (text alone) or `rationale` (with their own
             low-temperature rationale, as `encode()` does at inference).
         anchor_rationale_tokens (`int` or `None`): rationale budget for anchors; `None` = `max_completion_length`.
@@ -193,6 +196,10 @@ class GraceConfig(GRPOConfig):
         default=0.0,
         metadata={"help": "Weight of a direct InfoNCE loss on the rollouts' pooled embeddings (0 = pure GRACE)."},
     )
+    embedding_loss_prefixes: list[float] | None = field(
+        default=None,
+        metadata={"help": "Rationale fractions the embedding loss is averaged over (stepwise; must end at 1.0)."},
+    )
     embedding_batch_size: int = field(default=32, metadata={"help": "Sequences per embedding forward."})
     ray_address: str | None = field(default=None, metadata={"help": "None: local Ray cluster; 'auto': join one."})
     ray_namespace: str = field(default="grace-rl", metadata={"help": "Ray namespace of the embedding actors."})
@@ -262,6 +269,7 @@ class GraceConfig(GRPOConfig):
             raise ValueError(
                 f"embedding_loss_weight must be finite and >= 0 (0 = pure GRACE), got {self.embedding_loss_weight}."
             )
+        self._check_embedding_loss_prefixes()
         if self.anchor_mode not in ANCHOR_MODES:
             raise ValueError(f"anchor_mode must be one of {ANCHOR_MODES}, got {self.anchor_mode!r}.")
         if self.anchor_temperature < 0:
@@ -282,6 +290,23 @@ class GraceConfig(GRPOConfig):
         if self.anchor_rationale_tokens < 0:
             raise ValueError(f"anchor_rationale_tokens must be >= 0, got {self.anchor_rationale_tokens}.")
         self._check_refinement()
+
+    def _check_embedding_loss_prefixes(self) -> None:
+        fractions = self.embedding_loss_prefixes
+        if fractions is None:
+            return
+        fractions = [float(f) for f in fractions]
+        if self.embedding_loss_weight <= 0:
+            raise ValueError(
+                f"embedding_loss_prefixes={fractions} needs embedding_loss_weight > 0 (it is 0): set a weight or "
+                "drop the prefixes."
+            )
+        increasing = all(b > a for a, b in zip(fractions, fractions[1:]))
+        if not fractions or not increasing or fractions[0] <= 0 or fractions[-1] != 1.0:
+            raise ValueError(
+                f"embedding_loss_prefixes={fractions} must be increasing fractions in (0, 1] ending at 1.0 (the "
+                "whole rationale, what encode() pools), e.g. [0.25, 0.5, 0.75, 1.0]."
+            )
 
     def _check_refinement(self) -> None:
         schedule = self.completion_length_schedule

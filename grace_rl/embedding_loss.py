@@ -1,16 +1,20 @@
 """Direct representation loss (optional): InfoNCE on the rollouts' pooled embeddings, with gradient.
 
 GRACE proper only rewards rationales; with ``embedding_loss_weight > 0`` the policy's hidden states are also trained
-contrastively (as SimCSE / GIRCSE do), reusing the reward's anchors (detached) and masks.
+contrastively (as SimCSE / GIRCSE do), reusing the reward's anchors (detached) and masks. With
+``embedding_loss_prefixes`` the loss is the mean over prefixes of each rationale (GIRCSE's stepwise loss): the
+embedding must be good after every part of the rationale, not only at the training budget.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
 from reward.context import RewardContext
 from reward.terms import contrastive
-from rollout.pooling import pool_hidden_states
+from rollout.pooling import pool_hidden_states, prefix_lengths
 
 
 class GradCapture:
@@ -38,6 +42,7 @@ def embedding_loss(
     ctx: RewardContext,
     index: torch.Tensor,
     pooling: str = "mean",
+    prefixes: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Mean over rollouts of ``-log softmax_tau(cos(e_i, .))[positive]`` with ``e_i`` pooled from ``hidden``.
 
@@ -46,7 +51,28 @@ def embedding_loss(
         text_mask, rationale_mask: ``(n, T)`` spans to pool.
         ctx: the reward's context for the whole generation batch (anchors detached).
         index: ``(n,)`` positions of these rollouts in ``ctx``.
+        prefixes: fractions in ``(0, 1]`` of each rationale (``ceil(f * L)`` of its ``L`` tokens, as the
+            ``refinement`` term): the loss is then the mean of the loss at each prefix. ``None``: the whole rationale.
     """
+    if prefixes:
+        keep = prefix_lengths(rationale_mask.sum(dim=1), prefixes)  # (n, J)
+        position = rationale_mask.cumsum(dim=1)  # (n, T): 1-based index of each rationale token
+        losses = [
+            _loss(hidden, text_mask, rationale_mask * (position <= keep[:, j : j + 1]).long(), ctx, index, pooling)
+            for j in range(keep.size(1))
+        ]
+        return torch.stack(losses).mean()
+    return _loss(hidden, text_mask, rationale_mask, ctx, index, pooling)
+
+
+def _loss(
+    hidden: torch.Tensor,
+    text_mask: torch.Tensor,
+    rationale_mask: torch.Tensor,
+    ctx: RewardContext,
+    index: torch.Tensor,
+    pooling: str,
+) -> torch.Tensor:
     emb = pool_hidden_states(hidden, text_mask, rationale_mask, pooling, normalize=True)  # (n, H)
     sub = RewardContext(
         rollouts=emb,

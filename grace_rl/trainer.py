@@ -348,7 +348,13 @@ class GraceTrainer(GRPOTrainer):
         text = torch.cat([inputs["grace_text_mask"], torch.zeros_like(inputs["completion_mask"])], dim=1)
         rationale = torch.cat([torch.zeros_like(inputs["prompt_mask"]), inputs["grace_rationale_mask"]], dim=1)
         aux = embedding_loss(
-            hidden, text, rationale, self.grace_reward.last_context, inputs["grace_index"], self.args.pooling
+            hidden,
+            text,
+            rationale,
+            self.grace_reward.last_context,
+            inputs["grace_index"],
+            self.args.pooling,
+            self.args.embedding_loss_prefixes,
         )
         self.log_metric("grace/embedding_loss", float(aux.detach()))
         return loss + self.args.embedding_loss_weight * aux / self.current_gradient_accumulation_steps

@@ -43,6 +43,43 @@ def test_loss_is_minus_mean_contrastive_term_and_has_gradient():
     assert hidden.grad[0, 4].abs().sum() == 0  # a position outside both spans receives none
 
 
+def test_stepwise_loss_is_the_mean_over_rationale_prefixes():
+    torch.manual_seed(1)
+    hidden = torch.randn(4, 6, 3, requires_grad=True)  # (n, T, H)
+    text = torch.tensor([[1, 1, 0, 0, 0, 0]] * 4)
+    rationale = torch.tensor([[0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
+    ctx = _ctx(torch.zeros(4, 3))
+    index = torch.arange(4)
+    assert torch.allclose(
+        embedding_loss(hidden, text, rationale, ctx, index, prefixes=[1.0]),
+        embedding_loss(hidden, text, rationale, ctx, index),
+    )
+    # ceil(0.5 * L) tokens of each rationale: 2 of 4, 1 of 2, 1 of 1, 0 of 0 (written out by hand).
+    half = torch.tensor([[0, 0, 1, 1, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
+    full = embedding_loss(hidden, text, rationale, ctx, index)
+    expected = (embedding_loss(hidden, text, half, ctx, index) + full) / 2
+    stepwise = embedding_loss(hidden, text, rationale, ctx, index, prefixes=[0.5, 1.0])
+    assert torch.allclose(stepwise, expected, atol=1e-6)
+    assert not torch.allclose(stepwise, full)
+    stepwise.backward()
+    assert hidden.grad[0, 5].abs().sum() > 0  # the last rationale token still trains (through the full prefix)
+
+
+def test_stepwise_loss_config_checks():
+    import pytest
+
+    from grace_rl.config import GraceConfig
+
+    base = {"output_dir": "/tmp/x", "use_cpu": True, "bf16": False, "report_to": "none"}
+    cfg = GraceConfig(**base, embedding_loss_weight=1.0, embedding_loss_prefixes=[0.5, 1.0])
+    assert cfg.embedding_loss_prefixes == [0.5, 1.0]
+    with pytest.raises(ValueError, match="embedding_loss_weight > 0"):
+        GraceConfig(**base, embedding_loss_prefixes=[0.5, 1.0])
+    for bad in ([0.5], [1.0, 0.5], [0.0, 1.0], []):
+        with pytest.raises(ValueError, match="ending at 1.0"):
+            GraceConfig(**base, embedding_loss_weight=1.0, embedding_loss_prefixes=bad)
+
+
 def test_moving_towards_the_positive_lowers_the_loss():
     ctx = _ctx(torch.zeros(4, 3))
     text = torch.ones(4, 1, dtype=torch.long)
@@ -81,3 +118,34 @@ def test_trainer_embedding_loss_equals_the_contrastive_reward_before_any_update(
     first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert first["grace/embedding_loss"] > 0.1
     assert abs(first["grace/embedding_loss"] + first["grace/contrastive"]) < 1e-4, first
+
+
+def test_trainer_stepwise_embedding_loss_runs_and_differs_from_the_full_rationale_loss(tmp_path, tiny_model_dir):
+    """Through the real GRPO trainer: with `embedding_loss_prefixes` the logged loss at step 1 is the mean over the
+    prefixes, so it is no longer minus the `contrastive` reward of the full rationales (the test above)."""
+    import json
+
+    from grace_rl.train import main, parse_args
+    from tests.recipes import write_recipe
+
+    rows = tmp_path / "rows.jsonl"
+    texts = ["cats sit on mats", "dogs run in parks", "birds sing at dawn", "fish swim in seas", "cows eat the grass"]
+    rows.write_text("".join(json.dumps({"query": t, "positive": t.split()[0]}) + "\n" for t in texts))
+    argv = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        rows,
+        max_steps=1,
+        lora_dropout=0.0,
+        embedding_loss_weight=1.0,
+        embedding_loss_prefixes=[0.25, 1.0],
+        reward_terms=["contrastive"],
+        term_weights=[1.0],
+        anchor_mode="plain",
+        contrastive_temperature=1.0,
+    )
+    main(*parse_args(argv))
+    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["completions/mean_length"] > 2  # prefixes of a quarter are shorter than the rationale
+    assert first["grace/embedding_loss"] > 0.1
+    assert abs(first["grace/embedding_loss"] + first["grace/contrastive"]) > 1e-4, first
