@@ -90,6 +90,9 @@ def add_protocol_options(p: argparse.ArgumentParser, out_default: str = "eval_pr
         help="Tokens per sampled rationale (default: the trained runs' training budget).",
     )
     p.add_argument("--sample-seed", type=int, default=0, help="torch seed before each model's sampling.")
+    p.add_argument(
+        "--samples-trained-only", action="store_true", help="With --samples: sample the trained runs only (time)."
+    )
 
 
 def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
@@ -110,6 +113,7 @@ def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
             temperature=args.sample_temperature,
             budget=args.sample_budget,
             seed=args.sample_seed,
+            include_base=not args.samples_trained_only,
         )
         sample_budget(specs, samples)  # no common budget: fail before any data is read
     devsets = load_dev_sets(args.datasets, args.shared_data, args.data_dir or DATA_DIR, args.limit)

@@ -51,12 +51,15 @@ class SampleSettings:
             share one).
         seed (`int`, *optional*, defaults to `0`):
             `torch.manual_seed` before each model's sampling on each dev set.
+        include_base (`bool`, *optional*, defaults to `True`):
+            sweep the base model too (its greedy sweep stays the bar either way).
     """
 
     counts: tuple[int, ...] = DEFAULT_COUNTS
     temperature: float = DEFAULT_TEMPERATURE
     budget: int | None = None
     seed: int = 0
+    include_base: bool = True
 
     def __post_init__(self) -> None:
         counts = tuple(sorted({int(c) for c in self.counts} | {1}))
@@ -214,6 +217,8 @@ def run_samples(
     budget = sample_budget(specs, samples)
     models, gains = [], []
     for spec in specs:
+        if spec.role == "base" and not samples.include_base:
+            continue
         sweeps = evaluate_samples(spec, devsets, budget, samples, settings)
         results = {}
         for ds in devsets:

@@ -118,6 +118,11 @@ def test_cli_protocol_samples(tmp_path, tiny_model_dir, monkeypatch, capsys):
     again = json.loads(prefix.with_suffix(".json").read_text())
     assert all(r["cached"] for m in again["samples"]["models"] for r in m["results"].values())
     assert again["samples"]["gains"] == samples["gains"]
+    assert cli_main([*argv, "--samples-trained-only"]) == 0
+    only = json.loads(prefix.with_suffix(".json").read_text())["samples"]
+    assert [m["label"] for m in only["models"]] == ["run_seed0"] and [g["model"] for g in only["gains"]] == [
+        "run_seed0"
+    ]
 
 
 def test_cli_protocol_samples_needs_one_budget(tmp_path, capsys):
