@@ -30,6 +30,7 @@ from grace_rl.eval.protocol import (
     spearman_interval,
 )
 from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
+from grace_rl.eval.sample_scaling import sampled_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -108,16 +109,8 @@ def sample_pairs(
     gold = np.array([p.score for p in pairs], dtype=np.float64)  # (n,)
     most = max(counts)
     torch.manual_seed(seed)
-    emb, rationales = encoder.embedder.encode(
-        unique,
-        budget,
-        temperature,
-        most,
-        pooling=encoder.pooling,
-        batch_size=batch_size,
-        show_progress_bar=show_progress_bar,
-    )  # (U * K, H), each L2-normalised, grouped by text
-    emb = emb.view(len(unique), most, -1).double()  # (U, K, H)
+    emb, rationales = sampled_embeddings(encoder, unique, most, budget, temperature, batch_size, show_progress_bar)
+    emb = emb.double()  # (U, K, H), each L2-normalised
     lengths = np.array([len(r) for r in rationales], dtype=np.float64).reshape(len(unique), most)  # (U, K)
     points = []
     for k in sorted(counts):

@@ -56,6 +56,29 @@ def pair_cosines(emb: np.ndarray, a: Sequence[str], b: Sequence[str], row: dict[
     return (ea * eb).sum(axis=1)
 
 
+def sampled_embeddings(
+    encoder,
+    texts: Sequence[str],
+    count: int,
+    budget: int,
+    temperature: float,
+    batch_size: int = 16,
+    show_progress_bar: bool = True,
+) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+    """`count` rationales sampled per text in one generation pass: `(N, K, H)` L2-normalised embeddings (the text's
+    `K` samples in a row) and the `N * K` rationales (token ids), grouped by text."""
+    emb, rationales = encoder.embedder.encode(
+        texts,
+        budget,
+        temperature,
+        count,
+        pooling=encoder.pooling,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+    )  # (N * K, H), each L2-normalised
+    return emb.view(len(texts), count, -1), rationales  # (N, K, H)
+
+
 def sts_samples_curve(
     encoder,
     path: str | Path,
@@ -95,16 +118,7 @@ def sts_samples_curve(
     row = {t: i for i, t in enumerate(unique)}
     budget = encoder.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
     most = max(counts)
-    emb, _ = encoder.embedder.encode(
-        unique,
-        budget,
-        temperature,
-        most,
-        pooling=encoder.pooling,
-        batch_size=batch_size,
-        show_progress_bar=show_progress_bar,
-    )  # (N * K, H), each L2-normalised
-    emb = emb.view(len(unique), most, -1)  # (N, K, H)
+    emb, _ = sampled_embeddings(encoder, unique, most, budget, temperature, batch_size, show_progress_bar)  # (N, K, H)
     points = []
     for k in sorted(counts):
         averaged = torch.nn.functional.normalize(emb[:, :k].mean(dim=1), dim=-1).numpy()  # (N, H)

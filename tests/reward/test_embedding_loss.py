@@ -94,6 +94,22 @@ def test_moving_towards_the_positive_lowers_the_loss():
 def test_trainer_embedding_loss_equals_the_contrastive_reward_before_any_update(tmp_path, tiny_model_dir):
     """Through the real GRPO trainer: at step 1 the loss pooled (with grad) from TRL's forward pass equals minus the
     mean `contrastive` reward pooled from the generation pass (same weights, no dropout, full rationales)."""
+    first = _first_step_metrics(tmp_path, tiny_model_dir)
+    assert first["grace/embedding_loss"] > 0.1
+    assert abs(first["grace/embedding_loss"] + first["grace/contrastive"]) < 1e-4, first
+
+
+def test_trainer_stepwise_embedding_loss_runs_and_differs_from_the_full_rationale_loss(tmp_path, tiny_model_dir):
+    """Through the real GRPO trainer: with `embedding_loss_prefixes` the logged loss at step 1 is the mean over the
+    prefixes, so it is no longer minus the `contrastive` reward of the full rationales (the test above)."""
+    first = _first_step_metrics(tmp_path, tiny_model_dir, embedding_loss_prefixes=[0.25, 1.0])
+    assert first["completions/mean_length"] > 2  # prefixes of a quarter are shorter than the rationale
+    assert first["grace/embedding_loss"] > 0.1
+    assert abs(first["grace/embedding_loss"] + first["grace/contrastive"]) > 1e-4, first
+
+
+def _first_step_metrics(tmp_path, tiny_model_dir, **recipe) -> dict:
+    """One GRPO step of the real trainer with the embedding loss on; its first metrics record."""
     import json
 
     from grace_rl.train import main, parse_args
@@ -113,39 +129,7 @@ def test_trainer_embedding_loss_equals_the_contrastive_reward_before_any_update(
         term_weights=[1.0],
         anchor_mode="plain",
         contrastive_temperature=1.0,  # a loss well away from 0 with only 2 rows a step
+        **recipe,
     )
     main(*parse_args(argv))
-    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
-    assert first["grace/embedding_loss"] > 0.1
-    assert abs(first["grace/embedding_loss"] + first["grace/contrastive"]) < 1e-4, first
-
-
-def test_trainer_stepwise_embedding_loss_runs_and_differs_from_the_full_rationale_loss(tmp_path, tiny_model_dir):
-    """Through the real GRPO trainer: with `embedding_loss_prefixes` the logged loss at step 1 is the mean over the
-    prefixes, so it is no longer minus the `contrastive` reward of the full rationales (the test above)."""
-    import json
-
-    from grace_rl.train import main, parse_args
-    from tests.recipes import write_recipe
-
-    rows = tmp_path / "rows.jsonl"
-    texts = ["cats sit on mats", "dogs run in parks", "birds sing at dawn", "fish swim in seas", "cows eat the grass"]
-    rows.write_text("".join(json.dumps({"query": t, "positive": t.split()[0]}) + "\n" for t in texts))
-    argv = write_recipe(
-        tmp_path,
-        tiny_model_dir,
-        rows,
-        max_steps=1,
-        lora_dropout=0.0,
-        embedding_loss_weight=1.0,
-        embedding_loss_prefixes=[0.25, 1.0],
-        reward_terms=["contrastive"],
-        term_weights=[1.0],
-        anchor_mode="plain",
-        contrastive_temperature=1.0,
-    )
-    main(*parse_args(argv))
-    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
-    assert first["completions/mean_length"] > 2  # prefixes of a quarter are shorter than the rationale
-    assert first["grace/embedding_loss"] > 0.1
-    assert abs(first["grace/embedding_loss"] + first["grace/contrastive"]) > 1e-4, first
+    return json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
