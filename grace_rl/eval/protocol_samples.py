@@ -75,6 +75,8 @@ class SampleSettings:
 
 def sample_budget(specs: Sequence[ModelSpec], samples: SampleSettings) -> int:
     """The budget every model samples at: `samples.budget`, else the trained runs' common training budget."""
+    if not samples.include_base and not any(s.role == "trained" for s in specs):
+        raise ValueError("--samples-trained-only needs at least one --trained run (there is none to sample).")
     if samples.budget is not None:
         return samples.budget
     own = sorted({s.training_budget for s in specs if s.training_budget is not None})

@@ -30,7 +30,7 @@ def encoder(tiny_model, tokenizer):
 PAIRS = [Pair(f"Sentence {i} here.", f"Another {i * 7} there.", float(i % 5)) for i in range(8)]
 
 
-def _pair_cosines(emb: np.ndarray, n: int) -> np.ndarray:
+def _pair_cosines(emb: np.ndarray) -> np.ndarray:
     texts = list(dict.fromkeys([p.a for p in PAIRS] + [p.b for p in PAIRS]))
     row = {t: i for i, t in enumerate(texts)}
     ea, eb = emb[[row[p.a] for p in PAIRS]], emb[[row[p.b] for p in PAIRS]]
@@ -43,7 +43,7 @@ def test_sample_points_equal_fresh_encodes(encoder):
     texts = list(dict.fromkeys([p.a for p in PAIRS] + [p.b for p in PAIRS]))
     torch.manual_seed(5)  # the same sampling: the largest count is what encode(num_rationales=2) writes
     fresh = encoder.encode(texts, max_rationale_tokens=3, num_rationales=2, temperature=1.0, batch_size=4)
-    np.testing.assert_allclose(points[1]["cosines"], _pair_cosines(fresh, len(texts)), atol=1e-5)
+    np.testing.assert_allclose(points[1]["cosines"], _pair_cosines(fresh), atol=1e-5)
     gold = np.array([p.score for p in PAIRS])
     assert points[1]["spearman"] == pytest.approx(spearman(np.asarray(points[1]["cosines"]), gold))
     assert 0 < points[0]["mean_rationale_tokens"] <= 3
@@ -64,6 +64,8 @@ def test_sample_settings_and_budget_checks():
     for specs in ([base, a, b], [base]):
         with pytest.raises(ValueError, match="--sample-budget"):
             sample_budget(specs, SampleSettings())
+    with pytest.raises(ValueError, match="--samples-trained-only needs"):
+        sample_budget([base], SampleSettings(budget=4, include_base=False))
 
 
 def test_sample_gains_are_paired_differences():
