@@ -19,6 +19,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
 from rollout.distributed import gathered_parameters, zero3_partitioned
+from rollout.generate_patch import patched_generate
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +60,8 @@ def full_weights(model: torch.nn.Module, trainer: Any = None) -> contextlib.Abst
 def solo_generation(model: torch.nn.Module) -> Iterator[None]:
     """`model.generate` without `synced_gpus` for the duration: under ZeRO-3 HF generate otherwise waits for every
     rank at each decoding step, and the other ranks are waiting for the main process (a deadlock)."""
-    own = vars(model).get("generate")
-    model.generate = functools.partial(model.generate, synced_gpus=False)
-    try:
+    with patched_generate(model, lambda generate: functools.partial(generate, synced_gpus=False)):
         yield
-    finally:
-        if own is None:
-            del model.generate
-        else:
-            model.generate = own
 
 
 def run_on_main_process(model: torch.nn.Module, fn: Callable[[torch.nn.Module], T], trainer: Any = None) -> T:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from rollout.generate_patch import patched_generate
 from rollout.pooling import pool_hidden_states, pool_prefixes
 
 logger = logging.getLogger(__name__)
@@ -108,23 +109,18 @@ class HiddenStateCapture:
     def feeding_last_token(self, model: torch.nn.Module) -> Iterator[None]:
         """Patch ``model.generate`` so that :meth:`final_step` runs right after it, inside the caller's context
         (e.g. TRL's DeepSpeed ZeRO-3 parameter gather). The caller gets ``generate``'s output unchanged."""
-        own = vars(model).get("generate")
-        original = model.generate
 
-        def generate(*args, **kwargs):
-            out = original(*args, **kwargs)
-            sequences = out if isinstance(out, torch.Tensor) else out.sequences  # (B, W + n)
-            self.final_step(sequences, kwargs.get("attention_mask"))
-            return out
+        def wrap(original):
+            def generate(*args, **kwargs):
+                out = original(*args, **kwargs)
+                sequences = out if isinstance(out, torch.Tensor) else out.sequences  # (B, W + n)
+                self.final_step(sequences, kwargs.get("attention_mask"))
+                return out
 
-        model.generate = generate
-        try:
+            return generate
+
+        with patched_generate(model, wrap):
             yield
-        finally:
-            if own is None:
-                del model.generate
-            else:
-                model.generate = own
 
     def states(self, prompt_width: int, batch: int) -> torch.Tensor | None:
         """``(B, prompt_width + steps, H)``: the prompt pass then one state per fed-back token (all generated tokens
