@@ -16,6 +16,7 @@ from trl import GRPOConfig
 from grace_rl.prompts import DEFAULT_INSTRUCTION
 from reward.context import ANCHOR_MODES
 from reward.registry import available_terms
+from rollout.anchor_rows import ANCHOR_GENERATION
 from rollout.index_settings import CORPUS_EMBED_MODES, INDEX_TYPES, REFRESH_POLICIES
 from rollout.pooling import POOLING_MODES
 
@@ -101,6 +102,11 @@ class GraceConfig(GRPOConfig):
             low-temperature rationale, as `encode()` does at inference).
         anchor_rationale_tokens (`int` or `None`): rationale budget for anchors; `None` = `max_completion_length`.
         anchor_temperature (`float`): sampling temperature of anchor rationales (0 = greedy).
+        anchor_generation (`str`): where anchor rationales are written: `with_rollouts` (extra rows of the rollouts'
+            own HF `generate` call, decoded greedily / at `anchor_temperature` by a logits processor, and pooled from
+            its captured states: no second generation pass; `rollout.anchor_rows`) or `separate` (a `generate`
+            call of their own each step). `with_rollouts` falls back to `separate` (logged once) with vLLM, top-k /
+            top-p / min-p / repetition-penalty sampling, or anchors longer than the round's rollout budget.
 
     > Directions
 
@@ -185,6 +191,10 @@ class GraceConfig(GRPOConfig):
         default=None, metadata={"help": "Anchor rationale budget (None = max_completion_length)."}
     )
     anchor_temperature: float = field(default=0.0, metadata={"help": "Anchor rationale temperature (0 = greedy)."})
+    anchor_generation: str = field(
+        default="with_rollouts",
+        metadata={"help": "Anchor rationales written 'with_rollouts' (in the rollouts' generate call) or 'separate'."},
+    )
     directions: list[str] = field(default_factory=lambda: ["q2d"], metadata={"help": "q2d, d2q or both."})
     direction_schedule: str = field(default="step", metadata={"help": "Alternate directions per 'step' or 'row'."})
     pooling: str = field(default="mean", metadata={"help": "Pooling: mean, rationale_only, last_token."})
@@ -390,6 +400,7 @@ class GraceConfig(GRPOConfig):
             "refresh_policy": REFRESH_POLICIES,
             "index_type": INDEX_TYPES,
             "corpus_anchor_mode": CORPUS_EMBED_MODES,
+            "anchor_generation": ANCHOR_GENERATION,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zlib
 from collections import defaultdict
@@ -29,6 +30,7 @@ from grace_rl.resume import (
 from grace_rl.run_files import CORPUS_INDEX_DIR, RATIONALE_LOG
 from reward.grace_reward import GraceReward
 from rollout.actor import ModelSpec
+from rollout.anchor_rows import AnchorRowsProcessor, adding_logits_processor, ride_along_blocker
 from rollout.capture import HiddenStateCapture, pool_captured, pool_captured_prefixes
 from rollout.captured_pool import CapturingPool
 from rollout.corpus import Corpus
@@ -103,6 +105,8 @@ class GraceTrainer(GRPOTrainer):
         self.grace_reward = grace_reward
         self.template = RationaleTemplate(args.instruction)
         self._batch_queries: list[str] | None = None
+        self._batch_anchors: list[str] = []  # this rank's anchor texts to write in the rollouts' generate call
+        self._ride_along_warned = False
         override = (args.generation_kwargs or {}).get("eos_token_id")  # what generate stops on, besides TRL's list
         end_ids = rationale_end_ids(processing_class, self.eos_token_ids, override)
         grace_reward.end_token_ids |= set(end_ids)  # a rationale TRL ended is never scored as truncated
@@ -261,49 +265,100 @@ class GraceTrainer(GRPOTrainer):
         train mode as before): rollouts are sampled as vLLM would, and their captured states equal a clean eval-mode
         pass, as the anchors are embedded. After ``generate`` one decode step feeds the last sampled token, so a
         rationale cut by ``max_completion_length`` is pooled whole.
+
+        With ``anchor_generation: with_rollouts`` the batch's anchor texts (positives, hard negatives) ride along as
+        extra rows of the same call, decoded greedily / at ``anchor_temperature`` (:mod:`rollout.anchor_rows`); their
+        rationales and embeddings are offered to the pool and TRL only sees the rollouts' rows.
         """
         if self.use_vllm or self.use_transformers_continuous_batching:
             return super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images
             )
         queries = self._batch_queries
-        use = (
-            self.args.embed_from_generation
-            and images is None
-            and queries is not None
-            and len(queries) == len(prompt_ids)
-        )
-        with eval_mode(self.model):
-            if not use:
-                return super()._generate_single_turn(
-                    prompt_ids, images, multimodal_fields, num_generations, has_tool_images
-                )
-            capture = HiddenStateCapture(backbone_of(self.model), self._span_embedder.end_ids)
-            with capture, capture.feeding_last_token(self.accelerator.unwrap_model(self.model_wrapped)):
-                completion_ids, logprobs = super()._generate_single_turn(
-                    prompt_ids, images, multimodal_fields, num_generations, has_tool_images
-                )
-                complete = capture.complete
+        ours = images is None and queries is not None and len(queries) == len(prompt_ids)
+        use = self.args.embed_from_generation and ours
+        anchors = self._batch_anchors if ours else []
+        rows = list(prompt_ids) + [list(self._span_embedder.prompt_tokens(t).ids) for t in anchors]
+        n = len(prompt_ids)
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(eval_mode(self.model))
+            if anchors:
+                processor = AnchorRowsProcessor(n, len(anchors), self.args.anchor_temperature, self.temperature)
+                stack.enter_context(adding_logits_processor(model, processor))
+            capture = None
+            if use:
+                capture = stack.enter_context(HiddenStateCapture(backbone_of(self.model), self._span_embedder.end_ids))
+                stack.enter_context(capture.feeding_last_token(model))
+            completion_ids, logprobs = super()._generate_single_turn(
+                rows, images, multimodal_fields, num_generations, has_tool_images
+            )
+            complete = capture is not None and capture.complete
+        anchor_ids: list[tuple[int, ...]] = []
+        if anchors:
+            budget = int(self.args.anchor_rationale_tokens)
+            anchor_ids = [tuple(self._span_embedder.rationale_tokens(c)[:budget]) for c in completion_ids[n:]]
+            self.embedding_pool.offer_rationales(anchors, anchor_ids, budget, self.args.anchor_temperature)
+            completion_ids = completion_ids[:n]
+            logprobs = logprobs[:n] if logprobs is not None else None
         if complete:
-            self._offer_captured(capture, prompt_ids, completion_ids, queries)
-        else:
+            self._offer_captured(capture, rows, completion_ids, queries, anchors, anchor_ids)
+        elif use:
             logger.debug("The last generated token was not fed forward; the rollouts will be embedded separately.")
         return completion_ids, logprobs
 
-    def _offer_captured(self, capture: HiddenStateCapture, prompt_ids, completion_ids, queries: list[str]) -> None:
+    def _anchors_to_write(self, inputs: list[dict[str, Any]]) -> list[str]:
+        """This rank's anchor texts (positives, hard negatives; first occurrence order) when their rationales are
+        written in the rollouts' generate call, else `[]` (the reward then writes them in a call of their own)."""
+        args = self.args
+        wanted = args.anchor_mode == "rationale" and args.anchor_rationale_tokens > 0
+        if not wanted or args.anchor_generation != "with_rollouts":
+            return []
+        reason = None
+        if self.use_vllm or self.use_transformers_continuous_batching:
+            reason = "the rollouts are generated by vLLM / continuous batching"
+        else:
+            budget = int(self.generation_kwargs.get("max_new_tokens") or self.max_completion_length)
+            reason = ride_along_blocker(self.generation_kwargs, int(args.anchor_rationale_tokens), budget)
+        if reason is not None:
+            if not self._ride_along_warned:
+                logger.warning("Anchor rationales are written in a generate call of their own: %s.", reason)
+                self._ride_along_warned = True
+            return []
+        texts = [t for row in inputs for t in [row["positive"], *(row.get("negatives") or [])]]
+        return list(dict.fromkeys(texts))
+
+    def _offer_captured(
+        self,
+        capture: HiddenStateCapture,
+        prompt_ids,
+        completion_ids,
+        queries: list[str],
+        anchors: list[str] = (),
+        anchor_ids: list[tuple[int, ...]] = (),
+    ) -> None:
+        """Pool the rollouts (and the anchors that rode along, `prompt_ids`' last rows) from the captured states and
+        offer them to the embedding pool; the rollouts' prefix embeddings too when `refinement` is on."""
         states = capture.states(max(len(p) for p in prompt_ids), len(prompt_ids))
-        spans = [self._span_embedder.prompt_tokens(q) for q in queries]
+        texts = list(queries) + list(anchors)
+        spans = [self._span_embedder.prompt_tokens(t) for t in texts]
         if states is None or any(tuple(s.ids) != tuple(p) for s, p in zip(spans, prompt_ids, strict=True)):
             logger.debug("Generation states unusable for this batch; the rollouts will be embedded separately.")
             return
+        n = len(queries)
         rationale_lengths = [len(self._span_embedder.rationale_tokens(c)) for c in completion_ids]
+        rationale_lengths += [len(ids) for ids in anchor_ids]  # anchors cut to their own budget
         layout = ([len(p) for p in prompt_ids], [(s.start, s.end) for s in spans], rationale_lengths)
-        embeddings = pool_captured(states.float(), *layout, mode=self.args.pooling)
+        embeddings = pool_captured(states.float(), *layout, mode=self.args.pooling)  # (n + A, H)
         prefixes, fractions = None, self.grace_reward.refinement_prefixes
         if "refinement" in self.grace_reward.terms:  # the same states at prefixes of each rationale (cumsums)
-            prefixes = pool_captured_prefixes(states.float(), *layout, fractions, mode=self.args.pooling)
+            rollout_layout = [part[:n] for part in layout]
+            prefixes = pool_captured_prefixes(states[:n].float(), *rollout_layout, fractions, mode=self.args.pooling)
         requests = [EmbedRequest(q, tuple(int(t) for t in c)) for q, c in zip(queries, completion_ids, strict=True)]
-        self.embedding_pool.offer(requests, embeddings, self.args.pooling, prefixes, fractions)
+        self.embedding_pool.offer(requests, embeddings[:n], self.args.pooling, prefixes, fractions)
+        if anchors:
+            anchor_requests = [EmbedRequest(t, r) for t, r in zip(anchors, anchor_ids, strict=True)]
+            self.embedding_pool.offer_anchors(anchor_requests, embeddings[n:], self.args.pooling)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         if self.weight_sync is not None:
@@ -311,13 +366,17 @@ class GraceTrainer(GRPOTrainer):
         inputs = self._apply_directions(inputs)
         self._apply_length_schedule()
         self._batch_queries = [row["query"] for row in inputs]
+        self._batch_anchors = self._anchors_to_write(inputs)
         try:
             output = super()._generate_and_score_completions(inputs)
         finally:
-            self._batch_queries = None
+            self._batch_queries, self._batch_anchors = None, []
         if self.model.training:  # counts over the global generation batch (all ranks), as the reward scores it
             self.log_metric("grace/rollouts", float(len(inputs) * self.accelerator.num_processes))
             self.log_metric("grace/rollouts_from_generation", float(self.embedding_pool.last_served))
+            if self.args.anchor_mode == "rationale":  # anchor rationales written in the rollouts' generate call
+                served = float(self.embedding_pool.last_rationales_served)
+                self.log_metric("grace/anchor_rationales_with_rollouts", served)
         if self.rationale_log is not None and self.model.training:
             self._log_rationales(output["advantages"].tolist())
         if self.args.embedding_loss_weight > 0 and self.model.training:

@@ -24,6 +24,7 @@ from rollout.pooling import prefix_lengths
 logger = logging.getLogger(__name__)
 
 Offer = tuple[list[EmbedRequest], torch.Tensor, str]  # requests, (N, H) embeddings, pooling
+RationaleOffer = tuple[dict[str, tuple[int, ...]], int, float]  # text -> rationale ids, budget, temperature
 
 
 class CapturingPool:
@@ -54,7 +55,11 @@ class CapturingPool:
         self.collective = collective
         self._offer: Offer | None = None
         self._prefix_offer: tuple[list[EmbedRequest], torch.Tensor, str, tuple[float, ...]] | None = None
-        self.last_served = 0  # rows the last embed call took from offers (all ranks' offers when collective)
+        self._rationale_offer: RationaleOffer | None = None
+        self._anchor_offer: Offer | None = None
+        self.last_served = 0  # rollout rows the last embed call took from offers (all ranks' offers when collective)
+        self.last_anchors_served = 0  # anchor rows the last embed call took from anchor offers
+        self.last_rationales_served = 0  # rationales the last generate_rationales call took from offers
         if hasattr(pool, "encode"):  # the one-pass rationale + embedding capability, for corpus index builds
             self.encode = pool.encode
 
@@ -93,55 +98,104 @@ class CapturingPool:
             return None
         return prefixes if list(requests) == offered else None
 
-    def _take_offers(self) -> list[Offer]:
-        """This rank's offer, or (collective) every rank's, in rank order; clears this rank's offer."""
-        offer, self._offer = self._offer, None
+    def offer_anchors(self, requests: Sequence[EmbedRequest], embeddings: torch.Tensor, pooling: str = "mean") -> None:
+        """Embeddings `(A, H)` of anchor `requests` (text + rationale) pooled from the generation pass, for the next
+        embed call, beside the rollouts' offer (counted apart: :attr:`last_anchors_served`)."""
+        if len(requests) != embeddings.shape[0]:
+            raise ValueError(f"{len(requests)} anchor requests but {embeddings.shape[0]} offered embeddings.")
+        self._anchor_offer = (list(requests), embeddings.detach().cpu(), pooling)
+
+    def _take_offers(self) -> list[tuple[Offer | None, Offer | None]]:
+        """This rank's (rollout offer, anchor offer), or (collective) every rank's, in rank order; clears them."""
+        pair = (self._offer, self._anchor_offer)
+        self._offer = self._anchor_offer = None
         if not self.collective:
-            return [] if offer is None else [offer]
+            return [] if pair == (None, None) else [pair]
         from accelerate.utils import gather_object
 
-        return [o for o in gather_object([offer]) if o is not None]  # one entry per rank
+        return [p for p in gather_object([pair]) if p != (None, None)]  # one entry per rank
 
-    def _served(self, requests: Sequence[EmbedRequest], pooling: str) -> dict[int, torch.Tensor]:
-        """Position in `requests` -> offered `(H,)` embedding, for every request an offer covers."""
-        lookup: dict[EmbedRequest, torch.Tensor] = {}
+    def _served(self, requests: Sequence[EmbedRequest], pooling: str) -> tuple[dict[int, torch.Tensor], int]:
+        """Position in `requests` -> offered `(H,)` embedding, for every request an offer covers; and how many of
+        them came from anchor offers."""
+        lookups: tuple[dict[EmbedRequest, torch.Tensor], dict[EmbedRequest, torch.Tensor]] = ({}, {})
         offers = self._take_offers()
-        for offered, embeddings, offered_pooling in offers:
-            if offered_pooling == pooling:
-                lookup.update((r, e) for r, e in zip(offered, embeddings, strict=True) if r not in lookup)
-        served = {i: lookup[r] for i, r in enumerate(requests) if r in lookup}
-        if offers and len(served) < sum(len(o[0]) for o in offers):
-            logger.debug("%d of %d offered embeddings match this embed call.", len(served), len(lookup))
-        return served
+        for pair in offers:
+            for lookup, offer in zip(lookups, pair, strict=True):
+                if offer is not None and offer[2] == pooling:
+                    lookup.update((r, e) for r, e in zip(offer[0], offer[1], strict=True) if r not in lookup)
+        rollouts, anchors = lookups
+        served = {i: rollouts[r] for i, r in enumerate(requests) if r in rollouts}
+        from_anchors = {i: anchors[r] for i, r in enumerate(requests) if i not in served and r in anchors}
+        offered = sum(len(o[0]) for pair in offers for o in pair if o is not None)
+        matched = len(served) + len(from_anchors)
+        if offers and matched < offered:
+            logger.debug("%d of %d offered embeddings match this embed call.", matched, offered)
+        return {**served, **from_anchors}, len(from_anchors)
 
     def embed_with_version(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> VersionedEmbeddings:
         """`(N, H)` embeddings in input order, with the weight version of each row (see the class docstring)."""
-        served = self._served(requests, pooling)
-        self.last_served = len(served)
+        served, from_anchors = self._served(requests, pooling)
+        self.last_served, self.last_anchors_served = len(served) - from_anchors, from_anchors
         if not served:
             return self.pool.embed_with_version(requests, pooling)
-        captured = torch.stack(list(served.values()))  # (S, H), in request order
+        positions = sorted(served)
+        captured = torch.stack([served[i] for i in positions])  # (S, H), in request order
         rest = [i for i in range(len(requests)) if i not in served]
         if not rest:
             return VersionedEmbeddings(captured)
         computed = self.pool.embed_with_version([requests[i] for i in rest], pooling)
         vectors = computed.vectors.new_empty(len(requests), computed.vectors.shape[1])  # (N, H)
-        vectors[list(served)] = captured.to(computed.vectors)
+        vectors[positions] = captured.to(computed.vectors)
         vectors[rest] = computed.vectors
         if computed.versions is None:
             return VersionedEmbeddings(vectors)
         versions = computed.versions.new_empty(len(requests))  # (N,)
-        versions[list(served)] = computed.versions.max()
+        versions[positions] = computed.versions.max()
         versions[rest] = computed.versions
         return VersionedEmbeddings(vectors, versions)
 
     def embed(self, requests: Sequence[EmbedRequest], pooling: str = "mean") -> torch.Tensor:
         return self.embed_with_version(requests, pooling).vectors
 
+    def offer_rationales(
+        self, texts: Sequence[str], rationales: Sequence[Sequence[int]], max_new_tokens: int, temperature: float
+    ) -> None:
+        """Rationales (token ids, cut before their end token and to `max_new_tokens`) already written for `texts` at
+        `temperature` (e.g. anchors written in the rollouts' `generate` call), for the next `generate_rationales`
+        call with the same budget and temperature; the offer is used up by that call either way."""
+        if len(texts) != len(rationales):
+            raise ValueError(f"{len(texts)} texts but {len(rationales)} offered rationales.")
+        lookup = {t: tuple(int(i) for i in r) for t, r in zip(texts, rationales, strict=True)}
+        self._rationale_offer = (lookup, int(max_new_tokens), float(temperature))
+
+    def _take_rationale_offers(self) -> list[RationaleOffer]:
+        offer, self._rationale_offer = self._rationale_offer, None
+        if not self.collective:
+            return [] if offer is None else [offer]
+        from accelerate.utils import gather_object
+
+        return [o for o in gather_object([offer]) if o is not None]  # one entry per rank
+
     def generate_rationales(
         self, texts: Sequence[str], max_new_tokens: int, temperature: float = 0.0
     ) -> list[tuple[int, ...]]:
-        return self.pool.generate_rationales(texts, max_new_tokens, temperature)
+        """Rationales for `texts`: offered ones (same budget and temperature) as offered, the others written by the
+        wrapped pool in one call. Collective: every rank's offers are gathered first, so every rank sends the same
+        remaining texts."""
+        lookup: dict[str, tuple[int, ...]] = {}
+        for offered, budget, offered_temperature in self._take_rationale_offers():
+            if (budget, offered_temperature) == (int(max_new_tokens), float(temperature)):
+                for text, ids in offered.items():
+                    lookup.setdefault(text, ids)
+        out: list[tuple[int, ...] | None] = [lookup.get(t) for t in texts]
+        missing = [i for i, r in enumerate(out) if r is None]
+        self.last_rationales_served = len(texts) - len(missing)
+        if missing:
+            written = self.pool.generate_rationales([texts[i] for i in missing], max_new_tokens, temperature)
+            for i, ids in zip(missing, written, strict=True):
+                out[i] = tuple(ids)
+        return out  # type: ignore[return-value]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.pool.decode(ids)

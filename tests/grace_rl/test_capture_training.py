@@ -77,3 +77,71 @@ def test_captured_rollouts_equal_a_clean_pass_after_real_steps(
         assert s["error"] < 1e-5, seen
     assert modes_at_logps and all(modes_at_logps)  # TRL's log-probs still computed in train mode
     assert trainers[0].grace_reward.end_token_ids >= set(trainers[0].eos_token_ids)  # every id TRL stops on
+
+
+@pytest.mark.parametrize("anchor_generation", ["with_rollouts", "separate"])
+def test_anchor_rationales_ride_along_in_the_rollouts_generate_call(
+    tmp_path, tiny_model_dir, demo_rows, monkeypatch, anchor_generation
+):
+    """`anchor_mode: rationale`: with `with_rollouts` every anchor's rationale comes from the rollouts' own generate
+    call and equals a separate greedy generation (cut to `anchor_rationale_tokens`), and its embedding is pooled from
+    that call and equals a clean pass (< 1e-5), after real optimizer steps; `separate` writes them itself."""
+    trainers: list[GraceTrainer] = []
+    seen: list[dict] = []
+    written: list[list[EmbedRequest]] = []
+    original_init = GraceTrainer.__init__
+    original_context = GraceReward.build_context
+    original_anchors = GraceReward._anchor_requests
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        trainers.append(self)
+
+    def anchor_requests(self, texts):
+        out = original_anchors(self, texts)
+        written.append(out)
+        return out
+
+    def build_context(self, *args, **kwargs):
+        ctx, timing = original_context(self, *args, **kwargs)
+        trainer, anchors = trainers[0], written[-1]
+        clean = Embedder(trainer.model, trainer.processing_class, trainer.template)  # eval mode, separate calls
+        greedy = clean.generate_rationales([a.text for a in anchors], max_new_tokens=4)
+        seen.append(
+            {
+                "anchors": len(anchors),
+                "rationales_served": trainer.embedding_pool.last_rationales_served,
+                "embeddings_served": trainer.embedding_pool.last_anchors_served,
+                "same_rationales": [a.rationale_ids for a in anchors] == greedy,
+                "error": float((ctx.anchors - clean.embed(anchors)).abs().max()),
+                "lora_b": lora_b_norm(trainer.model),
+            }
+        )
+        return ctx, timing
+
+    monkeypatch.setattr(GraceTrainer, "__init__", init)
+    monkeypatch.setattr(GraceReward, "_anchor_requests", anchor_requests)
+    monkeypatch.setattr(GraceReward, "build_context", build_context)
+    argv = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        demo_rows,
+        anchor_mode="rationale",
+        anchor_rationale_tokens=4,  # < max_completion_length (6): cut after the shared call
+        anchor_generation=anchor_generation,
+        lora_dropout=0.5,
+        learning_rate=5e-2,
+        max_steps=3,
+        rationale_log=False,
+    )
+    main(*parse_args(argv))
+    assert len(seen) == 3, seen
+    assert seen[-1]["lora_b"] > 0  # real optimizer steps moved the adapter before the last generation
+    for s in seen:
+        assert s["anchors"] >= 2, s  # the positives (and hard negatives) of the batch's 2 rows
+        assert s["same_rationales"], s
+        assert s["error"] < 1e-5, s
+        if anchor_generation == "with_rollouts":
+            assert s["rationales_served"] == s["anchors"] == s["embeddings_served"], s
+        else:
+            assert s["rationales_served"] == 0 == s["embeddings_served"], s

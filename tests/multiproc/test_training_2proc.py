@@ -117,6 +117,8 @@ def test_two_process_rewards_equal_one_process_rewards_on_the_same_completions(
 ):
     # 3 rows x 2 rollouts per step. 2 processes x 3 rollouts: TRL puts the middle row's rollouts on both ranks.
     layout = {"num_generations": 2, "max_steps": 2, "save_strategy": "no", "max_completion_length": 6}
+    # The injected completions stand in for generate, so anchors cannot ride along in it: the pool writes them.
+    layout["anchor_generation"] = "separate"
     two = tmp_path / "two"
     two.mkdir()
     argv = write_recipe(two, tiny_model_dir, demo_rows, **SUPERVISED, **layout, per_device_train_batch_size=3)
