@@ -6,7 +6,8 @@ Runs `--warmup` + `--steps` optimizer steps of each configuration on the CPU rec
 the recipe configures a corpus). Timings come from TRL's own profiling contexts (`<Trainer>.<reward name>`,
 `transformers.generate`) and GRACE's `grace/*_seconds` / `index/refresh_seconds` metrics.
 
-    nice -n 10 python bench/step_overhead.py                      # grace (anchor_mode rationale), grace (plain), TRL
+    nice -n 10 python bench/step_overhead.py                      # grace (rationale anchors written with the rollouts,
+                                                                  # then in a call of their own), grace (plain), TRL
     nice -n 10 python bench/step_overhead.py --steps 5 -- --max_completion_length 64   # recipe overrides after --
 """
 
@@ -65,6 +66,7 @@ def run(kind: str, overrides: list[str], warmup: int, steps: int) -> dict[str, A
     summary.update(
         kind=kind,
         anchor_mode=getattr(args, "anchor_mode", None) if kind == "grace" else None,
+        anchor_generation=getattr(args, "anchor_generation", None) if kind == "grace" else None,
         reward_share_pct=round(100 * (summary["reward_seconds"] + summary["index_seconds"]) / step, 1),
         generate_share_pct=round(100 * summary["generate_seconds"] / step, 1),
         train_seconds_total=round(total, 1),
@@ -88,14 +90,23 @@ def main() -> None:
     cli = parser.parse_args()
     set_threads(cli.threads)
     logging.basicConfig(level=logging.WARNING)
-    configs = [("grace", ["--anchor_mode", "rationale"]), ("grace", ["--anchor_mode", "plain"]), ("plain", [])]
+    rationale = ["--anchor_mode", "rationale", "--anchor_generation"]
+    configs = [
+        ("grace", [*rationale, "with_rollouts"]),
+        ("grace", [*rationale, "separate"]),
+        ("grace", ["--anchor_mode", "plain"]),
+        ("plain", []),
+    ]
     if cli.skip_rationale_anchors:
-        configs = configs[1:]
+        configs = configs[2:]
     results = [run(kind, [*extra, *cli.overrides], cli.warmup, cli.steps) for kind, extra in configs]
     baseline = results[-1]["step_seconds"]
     rows = []
     for r in results:
-        label = f"GRACE, anchors={r['anchor_mode']}" if r["kind"] == "grace" else "TRL GRPO, length reward"
+        label = "TRL GRPO, length reward"
+        if r["kind"] == "grace":
+            label = f"GRACE, anchors={r['anchor_mode']}"
+            label += f" ({r['anchor_generation']})" if r["anchor_mode"] == "rationale" else ""
         rows.append(
             [
                 label,
@@ -107,6 +118,7 @@ def main() -> None:
                 r["index_seconds"],
                 f"{r['reward_share_pct']}%",
                 f"{100 * (r['step_seconds'] - baseline) / r['step_seconds']:.1f}%",
+                f"{100 * (r['step_seconds'] - baseline) / baseline:+.1f}%",
             ]
         )
     headers = [
@@ -119,6 +131,7 @@ def main() -> None:
         "index s",
         "reward+index share",
         "vs TRL: extra share",
+        "overhead vs TRL",
     ]
     print(
         f"{cli.steps} measured steps after {cli.warmup} warm-up; batch {results[0]['batch']}, "
@@ -128,6 +141,13 @@ def main() -> None:
     print(table(headers, rows))
     path = write_result("step_overhead", {"warmup": cli.warmup, "steps": cli.steps, "runs": results})
     print(f"wrote {path}")
+    parts = [
+        f"{'rationale anchors ' + r['anchor_generation'] if r['anchor_mode'] == 'rationale' else 'plain anchors'} "
+        f"{100 * (r['step_seconds'] - baseline) / baseline:+.1f}%"
+        for r in results
+        if r["kind"] == "grace"
+    ]
+    print("step overhead vs TRL GRPO (target <= +10%): " + ", ".join(parts))
 
 
 if __name__ == "__main__":
