@@ -237,6 +237,7 @@ def tiny_training_args(tmp_path, model_dir, rows) -> tuple[GraceConfig, LoraConf
         term_weights=[1.0, 0.1],
         anchor_mode="rationale",
         anchor_rationale_tokens=4,
+        anchor_generation="separate",  # the pool writes + embeds the anchors each step (with_rollouts: captured)
         embedding_backend="ray",
         ray_num_actors=2,
         embedding_batch_size=4,
