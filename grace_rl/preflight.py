@@ -9,8 +9,9 @@ Here: every numeric option finite and in range, enough rows for one optimizer st
 context (:mod:`grace_rl.input_checks`), the STS file read through, the rows against the config (gold
 `positive_ids` in the corpus; a `hard_negative` term needs some row with negatives), the configured paths (exist,
 right kind), the model directory (readable config, safetensors only, no unknown custom code unless
-`trust_remote_code`), the checkpoint to resume from (:mod:`grace_rl.checkpoint_check`), and the output directory
-(not another run's, nor a user's files; see :mod:`grace_rl.resume`).
+`trust_remote_code`), the checkpoint to resume from (:mod:`grace_rl.checkpoint_check`), the output directory
+(not another run's, nor a user's files; see :mod:`grace_rl.resume`), and, under deepspeed, stale op build locks
+(:mod:`grace_rl.extension_locks`: warned, since a compile may be running elsewhere).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from grace_rl import DEFAULT_MODEL_ID
 from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import DataValidationError
+from grace_rl.extension_locks import warn_stale_extension_locks
 from grace_rl.input_checks import check_enough_rows, check_numbers, check_token_lengths
 from grace_rl.models import check_model_dir, resolve_model_path
 from grace_rl.resume import RESUME_OFF, check_output_dir, resolve_checkpoint, run_fingerprint
@@ -156,4 +158,6 @@ def preflight(
     existing = check_output_dir(args.output_dir, fingerprint, checkpoint is not None, overwrite)
     if checkpoint is not None:
         warn_inexact_resume(args)
+    if args.deepspeed:
+        warn_stale_extension_locks()  # a killed op compile would make this run wait forever, silently
     return Preflight(model_path, checkpoint, fingerprint, existing, corpus)

@@ -247,3 +247,25 @@ def test_script_entry_prints_one_line(tmp_path, tiny_model_dir, demo_rows, recip
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [errors[-1]] and "temperature is nan" in errors[0] and proc.stderr.rstrip().endswith(errors[0])
+
+
+def test_a_deepspeed_run_is_warned_of_a_stale_op_build_lock(
+    tmp_path, tiny_model_dir, demo_rows, recipe, monkeypatch, caplog
+):
+    """A deepspeed op compile killed half-way leaves a lock every later run waits on forever: the preflight names it
+    (a warning, not an error: a lock this old is stale, but the check cannot see other machines' users)."""
+    lock = tmp_path / "extensions" / "deepspeed_shm_comm" / "lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    os.utime(lock, (0, 0))
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(lock.parent.parent))
+    script_args, args, model_args = parse_args(recipe(tmp_path, tiny_model_dir, demo_rows))
+    rows = load_rows_for_task(script_args, args)
+    with caplog.at_level("WARNING", logger="grace_rl.extension_locks"):
+        preflight(script_args, args, model_args, rows)
+    assert caplog.text == ""  # no deepspeed: the op is never compiled, nothing to say
+    # set after parsing: TrainingArguments would set deepspeed up
+    args.deepspeed = str(REPO / "configs" / "deepspeed" / "zero2.json")
+    with caplog.at_level("WARNING", logger="grace_rl.extension_locks"):
+        preflight(script_args, args, model_args, rows)
+    assert str(lock) in caplog.text and "delete the directory" in caplog.text
