@@ -148,6 +148,11 @@ class GraceConfig(GRPOConfig):
         corpus_rationale_tokens (`int` or `None`): rationale budget of corpus documents; `None` =
             `anchor_rationale_tokens`.
         dcg_k (`int`): nDCG cutoff; `search_depth` (`int`): documents retrieved per rollout (>= `dcg_k`).
+        mined_negatives (`int`): hard negatives mined per row from the corpus index (ANCE style, refreshed with it):
+            the documents nearest to the row's mean rollout embedding that are not its gold documents nor its own or
+            its positive's text; they join the row's hard negatives (every term, the embedding loss). Needs
+            `corpus_path` (without `dcg`, gold documents are optional) and a term that reads hard negatives
+            (`contrastive`, `margin`, `hard_negative`) or `embedding_loss_weight > 0`. 0 = off.
         refresh_every_steps (`int`): re-embed part of the corpus every K optimizer steps (0 = never).
         refresh_fraction (`float`): fraction of the corpus re-embedded per refresh, in (0, 1].
         refresh_policy (`str`): `oldest` (oldest weight version first, round robin) or `recent` (gold/retrieved first).
@@ -228,6 +233,9 @@ class GraceConfig(GRPOConfig):
     )
     dcg_k: int = field(default=10, metadata={"help": "nDCG cutoff of the dcg term."})
     search_depth: int = field(default=50, metadata={"help": "Documents retrieved per rollout (>= dcg_k)."})
+    mined_negatives: int = field(
+        default=0, metadata={"help": "Hard negatives mined per row from the corpus index (ANCE; 0 = off)."}
+    )
     refresh_every_steps: int = field(default=1, metadata={"help": "Refresh the index every K steps (0: never)."})
     refresh_fraction: float = field(default=0.1, metadata={"help": "Fraction of the corpus per refresh, (0, 1]."})
     refresh_policy: str = field(default="oldest", metadata={"help": "Refresh order: 'oldest' or 'recent'."})
@@ -374,19 +382,34 @@ class GraceConfig(GRPOConfig):
                 "The 'dcg' term searches a corpus index: set corpus_path to a JSONL/TSV/saved dataset of {id, text} "
                 "documents (e.g. data/demo_corpus.jsonl), or drop 'dcg' from reward_terms."
             )
-        if self.corpus_path and not uses_dcg:
+        if self.mined_negatives < 0:
+            raise ValueError(f"mined_negatives must be >= 0 (0 = off), got {self.mined_negatives}.")
+        mines = self.mined_negatives > 0
+        if mines and not self.corpus_path:
             raise ValueError(
-                f"corpus_path={self.corpus_path!r} is set but 'dcg' is not in reward_terms {self.reward_terms}: add "
-                "the term (and its weight) or unset corpus_path (--corpus_path null)."
+                f"mined_negatives={self.mined_negatives} mines hard negatives from a corpus index: set corpus_path to "
+                "a JSONL/TSV/saved dataset of {id, text} documents, or set mined_negatives 0."
+            )
+        reads_negatives = {"contrastive", "margin", "hard_negative"} & set(self.reward_terms)
+        if mines and not reads_negatives and self.embedding_loss_weight <= 0:
+            raise ValueError(
+                f"mined_negatives={self.mined_negatives} adds hard negatives, but no reward term reads them "
+                f"(reward_terms {self.reward_terms}) and embedding_loss_weight is 0: add 'contrastive', 'margin' or "
+                "'hard_negative', or set mined_negatives 0."
+            )
+        if self.corpus_path and not uses_dcg and not mines:
+            raise ValueError(
+                f"corpus_path={self.corpus_path!r} is set but 'dcg' is not in reward_terms {self.reward_terms} and "
+                "mined_negatives is 0: add the term (and its weight), set mined_negatives, or unset corpus_path "
+                "(--corpus_path null)."
             )
         if self.corpus_path and not Path(self.corpus_path).expanduser().exists():
             raise ValueError(
                 f"corpus_path {self.corpus_path!r} does not exist; point it at a corpus file or directory."
             )
-        if uses_dcg and list(self.directions) != ["q2d"]:
-            raise ValueError(
-                f"The 'dcg' term searches with query-side rollouts only: use directions [q2d], got {self.directions}."
-            )
+        if (uses_dcg or mines) and list(self.directions) != ["q2d"]:
+            what = "The 'dcg' term searches" if uses_dcg else "mined_negatives searches the corpus"
+            raise ValueError(f"{what} with query-side rollouts only: use directions [q2d], got {self.directions}.")
         if not 0 < self.refresh_fraction <= 1:
             raise ValueError(f"refresh_fraction must be in (0, 1], got {self.refresh_fraction}.")
         if self.refresh_every_steps < 0:

@@ -102,18 +102,23 @@ def check_gold_ids(rows: list[dict[str, Any]], corpus: Corpus, source: str) -> N
 
 
 def check_rows_against_config(rows: list[dict[str, Any]], args: GraceConfig, source: str) -> Corpus | None:
-    """Row checks that depend on the config; returns the corpus it loaded for them (`None` without `dcg`)."""
-    if "hard_negative" in args.reward_terms and not any(row.get("negatives") for row in rows):
+    """Row checks that depend on the config; returns the corpus it loaded (`None` without `corpus_path`)."""
+    if (
+        "hard_negative" in args.reward_terms
+        and not args.mined_negatives
+        and not any(row.get("negatives") for row in rows)
+    ):
         raise DataValidationError(
             f"{source}: reward term 'hard_negative' scores a row's own hard negatives, but no row has a non-empty "
             "'negatives' list (the term would be 0 everywhere); add negatives or drop the term and its weight."
         )
-    if not (args.corpus_path and "dcg" in args.reward_terms):
+    if not args.corpus_path:
         return None
     from rollout.corpus import load_corpus
 
     corpus = load_corpus(args.corpus_path)
-    check_gold_ids(rows, corpus, source)
+    if "dcg" in args.reward_terms:  # mined negatives alone need no gold document (there is just none to skip)
+        check_gold_ids(rows, corpus, source)
     return corpus
 
 

@@ -65,6 +65,7 @@ def build_reward(args: GraceConfig, tokenizer, generation_config=None) -> GraceR
         search_depth=args.search_depth,
         max_weight_staleness=args.max_weight_staleness,
         refinement_prefixes=args.refinement_prefixes,
+        mined_negatives=args.mined_negatives,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -14,7 +15,7 @@ import reward.terms  # noqa: F401  (registers the built-in terms)
 from reward.context import ANCHOR_MODES, RewardContext
 from reward.degenerate import degenerate_rollouts, score_without_degenerate
 from reward.registry import get_term
-from reward.retrieval import CorpusSearcher, resolve_gold, score_dcg
+from reward.retrieval import CorpusSearcher, mine_negatives, resolve_gold, score_dcg
 from reward.terms import prefix_scores
 from rollout.captured_pool import embed_prefixes
 from rollout.embedder import EmbedRequest
@@ -108,6 +109,11 @@ class GraceReward:
         refinement_prefixes (`Sequence[float]`, *optional*, defaults to `(0.25, 0.5, 0.75, 1.0)`):
             fractions of each rollout's own rationale length at which the `refinement` term scores it (its prefix
             embeddings go to `ctx.extras["prefix_embeddings"]` and their scores to the records' `prefix_scores`).
+        mined_negatives (`int`, *optional*, defaults to `0`):
+            hard negatives mined per row from `corpus_index` (ANCE style): the corpus documents nearest to the row's
+            mean rollout embedding that are not its gold documents (`positive_ids`, else the documents with the
+            positive's text) nor its own or its positive's text. They join the row's hard negatives for every term
+            and for the embedding loss; their ids go to the records' `mined_negatives`. 0 = off.
 
     Returns (on call):
         One float per rollout (`None` for a rollout whose embedding is not finite: TRL skips it).
@@ -135,6 +141,7 @@ class GraceReward:
         search_depth: int = 50,
         max_weight_staleness: int | None = None,
         refinement_prefixes: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+        mined_negatives: int = 0,
     ) -> None:
         if len(terms) != len(weights):
             raise ValueError(f"{len(terms)} reward terms {list(terms)} but {len(weights)} weights {list(weights)}.")
@@ -156,6 +163,10 @@ class GraceReward:
         self.search_depth = search_depth
         self.max_weight_staleness = max_weight_staleness
         self.refinement_prefixes = tuple(float(f) for f in refinement_prefixes)
+        if mined_negatives < 0:
+            raise ValueError(f"mined_negatives must be >= 0 (0 = off), got {mined_negatives}.")
+        self.mined_negatives = int(mined_negatives)
+        self._anchor_texts: list[str] = []
         self._policy_version: int | None = None
         self.last_records: list[dict[str, Any]] = []
 
@@ -171,6 +182,7 @@ class GraceReward:
         state["pool"] = None  # models and actor handles do not travel with the reward
         state["corpus_index"] = None  # nor does the FAISS index
         state["last_records"] = []
+        state["_anchor_texts"] = []
         state.pop("last_context", None)
         return state
 
@@ -195,6 +207,7 @@ class GraceReward:
         row_pos = [positives[i] for i in firsts]
         row_negs = [list(negatives[i] or []) for i in firsts]
         anchor_texts: list[str] = list(dict.fromkeys(row_pos + [n for negs in row_negs for n in negs]))
+        self._anchor_texts = anchor_texts  # the anchors' texts in order (mined negatives extend them)
         index = {t: k for k, t in enumerate(anchor_texts)}
         b, a = len(firsts), len(anchor_texts)
         positive = torch.tensor([index[p] for p in row_pos], dtype=torch.long)  # (B,)
@@ -237,6 +250,56 @@ class GraceReward:
             if int(token) in self.end_token_ids:
                 return k
         return len(ids)
+
+    def add_mined_negatives(
+        self,
+        ctx: RewardContext,
+        queries: Sequence[str],
+        positives: Sequence[str],
+        positive_ids: Sequence[Sequence[str] | None] | None,
+        keys: Sequence[Any],
+    ) -> tuple[RewardContext, list[list[str]], dict[str, float]]:
+        """The context with `mined_negatives` corpus documents per row added to the anchors as that row's hard
+        negatives (see the class docstring); also returns each row's mined ids and timing / size metrics."""
+        start = time.perf_counter()
+        _, firsts = row_groups(keys)
+        clean = torch.nan_to_num(ctx.rollouts.float(), nan=0.0, posinf=0.0, neginf=0.0)  # (N, H)
+        sums = torch.zeros(len(firsts), clean.size(1)).index_add_(0, ctx.group, clean)  # (B, H)
+        row_queries = torch.nn.functional.normalize(sums, dim=-1)  # (B, H): the row's mean rollout embedding
+        corpus = self.corpus_index.corpus
+        golds = []
+        for i in firsts:
+            ids = positive_ids[i] if positive_ids is not None else None
+            golds.append([str(d) for d in ids] if ids else corpus.ids_with_text(positives[i]))
+        excluded = [{queries[i], positives[i]} for i in firsts]
+        mined = mine_negatives(self.corpus_index, row_queries, golds, excluded, self.mined_negatives)
+        t_mined = time.perf_counter()
+        texts = [[corpus.texts[corpus.row_of(d)] for d in ids] for ids in mined]
+        anchor_index = {}  # text -> row in the anchors (the first occurrence, as build_context's)
+        for k, text in enumerate(self._anchor_texts):
+            anchor_index.setdefault(text, k)
+        new = list(dict.fromkeys(t for row in texts for t in row if t not in anchor_index))
+        for k, text in enumerate(new, start=ctx.anchors.size(0)):
+            anchor_index[text] = k
+        anchors = ctx.anchors
+        if new:
+            anchors = torch.cat([anchors, self._embed(self._anchor_requests(new)).to(anchors.dtype)])  # (A', H)
+        b, a = len(firsts), anchors.size(0)
+        hard = torch.zeros(b, a, dtype=torch.bool)
+        hard[:, : ctx.anchors.size(0)] = ctx.hard_negative_mask
+        in_batch = torch.zeros(b, a, dtype=torch.bool)
+        in_batch[:, : ctx.anchors.size(0)] = ctx.in_batch_mask
+        for r, row in enumerate(texts):
+            hard[r, [anchor_index[t] for t in row]] = True
+            in_batch[r] &= ~hard[r]
+        self._anchor_texts = self._anchor_texts + new
+        ctx = dataclasses.replace(ctx, anchors=anchors, hard_negative_mask=hard, in_batch_mask=in_batch)
+        metrics = {
+            "mined_negatives_per_row": sum(len(m) for m in mined) / max(b, 1),
+            "mined_search_seconds": t_mined - start,
+            "mined_embed_seconds": time.perf_counter() - t_mined,
+        }
+        return ctx, mined, metrics
 
     def dcg(
         self,
@@ -303,6 +366,10 @@ class GraceReward:
         negatives = negatives if negatives is not None else [[] for _ in query]
         keys = list(prompt_id) if prompt_id is not None else list(query)
         ctx, timing = self.build_context(query, completion_ids, positive, negatives, keys)
+        mined = None
+        if self.mined_negatives and self.corpus_index is not None:
+            ctx, mined, mined_metrics = self.add_mined_negatives(ctx, query, positive, positive_ids, keys)
+            timing.update(mined_metrics)
         gold_ranks = None
         if "dcg" in self.terms and self.corpus_index is not None:
             dcg = self.dcg(
@@ -338,6 +405,7 @@ class GraceReward:
                 **({"prefix_scores": [_clean(v) for v in prefix[i]]} if prefix is not None else {}),
                 "reward": _clean(total[i]),
                 **({"gold_rank": gold_ranks[i]} if gold_ranks is not None else {}),
+                **({"mined_negatives": mined[int(ctx.group[i])]} if mined is not None else {}),
             }
             for i in range(lo, lo + local_n)
         ]

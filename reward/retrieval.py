@@ -86,3 +86,56 @@ def score_dcg(
             "dcg_search_seconds": seconds,
         },
     )
+
+
+def mine_negatives(
+    index: CorpusSearcher,
+    queries: torch.Tensor,
+    golds: Sequence[Iterable[str]],
+    exclude_texts: Sequence[Iterable[str]],
+    k: int,
+    depth: int | None = None,
+) -> list[list[str]]:
+    """ANCE-style hard negatives: per `(B, H)` query, the `k` nearest corpus documents that are neither gold nor
+    one of the query's excluded texts (its own text and its positive's), best first, one per distinct text.
+
+    Args:
+        index (`CorpusSearcher`):
+            the corpus index (its vectors are as fresh as its partial refresh keeps them).
+        queries (`torch.Tensor`):
+            `(B, H)` L2-normalised query embeddings.
+        golds (`Sequence[Iterable[str]]`):
+            per query, the document ids that must not be negatives.
+        exclude_texts (`Sequence[Iterable[str]]`):
+            per query, texts whose documents must not be negatives (exact match).
+        k (`int`):
+            negatives per query (>= 1); fewer come back when the search depth holds fewer eligible documents.
+        depth (`int`, *optional*):
+            documents searched per query; default `k` plus the largest gold set plus 8 (room for what is skipped).
+
+    Returns:
+        Per query, up to `k` document ids.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    golds = [set(g) for g in golds]
+    excluded = [set(t) for t in exclude_texts]
+    if not len(golds) == len(excluded) == queries.size(0):
+        raise ValueError(f"{queries.size(0)} queries but {len(golds)} gold sets and {len(excluded)} excluded sets.")
+    corpus = index.corpus
+    depth = depth if depth is not None else k + max((len(g) for g in golds), default=0) + 8
+    _, ranked = index.search(queries, depth)  # B lists of doc ids, best first (the index clamps depth)
+    mined = []
+    for ids, gold, skip in zip(ranked, golds, excluded, strict=True):
+        chosen, seen = [], set(skip)
+        for doc in ids:
+            text = corpus.texts[corpus.row_of(doc)]
+            if doc in gold or text in seen:
+                continue
+            chosen.append(doc)
+            seen.add(text)
+            if len(chosen) == k:
+                break
+        mined.append(chosen)
+    index.note_used({d for m in mined for d in m})
+    return mined
