@@ -153,6 +153,9 @@ class GraceConfig(GRPOConfig):
             its positive's text; they join the row's hard negatives (every term, the embedding loss). Needs
             `corpus_path` (without `dcg`, gold documents are optional) and a term that reads hard negatives
             (`contrastive`, `margin`, `hard_negative`) or `embedding_loss_weight > 0`. 0 = off.
+        mined_negative_max_ratio (`float` or `None`): a mined document must score at most this times the row's
+            similarity to its positive (positive-aware mining, as NV-Retriever; nearer ones are likely unlabelled
+            positives); default 1.0 (no negative nearer than the positive); `None` = no ceiling.
         refresh_every_steps (`int`): re-embed part of the corpus every K optimizer steps (0 = never).
         refresh_fraction (`float`): fraction of the corpus re-embedded per refresh, in (0, 1].
         refresh_policy (`str`): `oldest` (oldest weight version first, round robin) or `recent` (gold/retrieved first).
@@ -235,6 +238,9 @@ class GraceConfig(GRPOConfig):
     search_depth: int = field(default=50, metadata={"help": "Documents retrieved per rollout (>= dcg_k)."})
     mined_negatives: int = field(
         default=0, metadata={"help": "Hard negatives mined per row from the corpus index (ANCE; 0 = off)."}
+    )
+    mined_negative_max_ratio: float | None = field(
+        default=1.0, metadata={"help": "Mined negatives score <= this x the positive's similarity (None: no cap)."}
     )
     refresh_every_steps: int = field(default=1, metadata={"help": "Refresh the index every K steps (0: never)."})
     refresh_fraction: float = field(default=0.1, metadata={"help": "Fraction of the corpus per refresh, (0, 1]."})
@@ -385,6 +391,11 @@ class GraceConfig(GRPOConfig):
         if self.mined_negatives < 0:
             raise ValueError(f"mined_negatives must be >= 0 (0 = off), got {self.mined_negatives}.")
         mines = self.mined_negatives > 0
+        ratio = self.mined_negative_max_ratio
+        if isinstance(ratio, str) and ratio.strip().lower() in ("", "none", "null"):
+            self.mined_negative_max_ratio = ratio = None
+        if ratio is not None and not (math.isfinite(ratio) and ratio > 0):
+            raise ValueError(f"mined_negative_max_ratio must be finite and > 0 (null = no ceiling), got {ratio}.")
         if mines and not self.corpus_path:
             raise ValueError(
                 f"mined_negatives={self.mined_negatives} mines hard negatives from a corpus index: set corpus_path to "

@@ -125,7 +125,11 @@ def run_fingerprint(
         "contrastive_temperature": args.contrastive_temperature,
         "embedding_loss_weight": args.embedding_loss_weight,
         **({"embedding_loss_prefixes": list(args.embedding_loss_prefixes)} if args.embedding_loss_prefixes else {}),
-        **({"mined_negatives": args.mined_negatives} if args.mined_negatives else {}),
+        **(
+            {"mined_negatives": args.mined_negatives, "mined_negative_max_ratio": args.mined_negative_max_ratio}
+            if args.mined_negatives
+            else {}
+        ),
         "anchor_mode": args.anchor_mode,
         "anchor_rationale_tokens": args.anchor_rationale_tokens,
         "anchor_temperature": args.anchor_temperature,

@@ -66,6 +66,7 @@ def build_reward(args: GraceConfig, tokenizer, generation_config=None) -> GraceR
         max_weight_staleness=args.max_weight_staleness,
         refinement_prefixes=args.refinement_prefixes,
         mined_negatives=args.mined_negatives,
+        mined_negative_max_ratio=args.mined_negative_max_ratio,
     )
 
 

@@ -114,6 +114,13 @@ class GraceReward:
             mean rollout embedding that are not its gold documents (`positive_ids`, else the documents with the
             positive's text) nor its own or its positive's text. They join the row's hard negatives for every term
             and for the embedding loss; their ids go to the records' `mined_negatives`. 0 = off.
+        mined_negative_max_ratio (`float`, *optional*, defaults to `1.0`):
+            a mined document must score at most this times the row's similarity to its positive (positive-aware
+            mining as NV-Retriever's: nearer documents are likely unlabelled positives, e.g. SICK's near-copies);
+            `None` = no ceiling. NV-Retriever's 0.95 suits trained encoders; the base model's mean-pooled space is
+            so compressed that 0.95 x the positive's similarity is the corpus median (measured on the demo corpus).
+            Mining searches `search_depth` documents deep, so rows whose nearest documents are all above the ceiling
+            can still find `mined_negatives` under it.
 
     Returns (on call):
         One float per rollout (`None` for a rollout whose embedding is not finite: TRL skips it).
@@ -142,6 +149,7 @@ class GraceReward:
         max_weight_staleness: int | None = None,
         refinement_prefixes: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
         mined_negatives: int = 0,
+        mined_negative_max_ratio: float | None = 1.0,
     ) -> None:
         if len(terms) != len(weights):
             raise ValueError(f"{len(terms)} reward terms {list(terms)} but {len(weights)} weights {list(weights)}.")
@@ -166,6 +174,11 @@ class GraceReward:
         if mined_negatives < 0:
             raise ValueError(f"mined_negatives must be >= 0 (0 = off), got {mined_negatives}.")
         self.mined_negatives = int(mined_negatives)
+        if mined_negative_max_ratio is not None and not mined_negative_max_ratio > 0:
+            raise ValueError(
+                f"mined_negative_max_ratio must be > 0 (None = no ceiling), got {mined_negative_max_ratio}."
+            )
+        self.mined_negative_max_ratio = mined_negative_max_ratio
         self._anchor_texts: list[str] = []
         self._policy_version: int | None = None
         self.last_records: list[dict[str, Any]] = []
@@ -272,7 +285,14 @@ class GraceReward:
             ids = positive_ids[i] if positive_ids is not None else None
             golds.append([str(d) for d in ids] if ids else corpus.ids_with_text(positives[i]))
         excluded = [{queries[i], positives[i]} for i in firsts]
-        mined = mine_negatives(self.corpus_index, row_queries, golds, excluded, self.mined_negatives)
+        ceilings = None
+        if self.mined_negative_max_ratio is not None:
+            positive_sims = (row_queries * ctx.anchors[ctx.positive].float()).sum(dim=-1)  # (B,)
+            ceilings = (self.mined_negative_max_ratio * positive_sims).tolist()
+        depth = max(self.search_depth, self.mined_negatives + max(len(g) for g in golds) + 8)
+        mined = mine_negatives(
+            self.corpus_index, row_queries, golds, excluded, self.mined_negatives, depth=depth, max_scores=ceilings
+        )
         t_mined = time.perf_counter()
         texts = [[corpus.texts[corpus.row_of(d)] for d in ids] for ids in mined]
         anchor_index = {}  # text -> row in the anchors (the first occurrence, as build_context's)

@@ -6,6 +6,7 @@ this module holds no FAISS code and the ranking math stays in :mod:`reward.dcg`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -95,9 +96,11 @@ def mine_negatives(
     exclude_texts: Sequence[Iterable[str]],
     k: int,
     depth: int | None = None,
+    max_scores: Sequence[float] | None = None,
 ) -> list[list[str]]:
     """ANCE-style hard negatives: per `(B, H)` query, the `k` nearest corpus documents that are neither gold nor
-    one of the query's excluded texts (its own text and its positive's), best first, one per distinct text.
+    one of the query's excluded texts (its own text and its positive's), best first, one per distinct text; with
+    `max_scores`, only documents scoring at most that (positive-aware mining against false negatives).
 
     Args:
         index (`CorpusSearcher`):
@@ -112,6 +115,10 @@ def mine_negatives(
             negatives per query (>= 1); fewer come back when the search depth holds fewer eligible documents.
         depth (`int`, *optional*):
             documents searched per query; default `k` plus the largest gold set plus 8 (room for what is skipped).
+        max_scores (`Sequence[float]`, *optional*):
+            per query, the highest index score (inner product) a negative may have, e.g. the query's similarity to its
+            positive (NV-Retriever's TopK-PercPos uses 0.95 x it): a document closer to the query than its positive
+            is more likely an unlabelled positive than a negative.
 
     Returns:
         Per query, up to `k` document ids.
@@ -124,13 +131,14 @@ def mine_negatives(
         raise ValueError(f"{queries.size(0)} queries but {len(golds)} gold sets and {len(excluded)} excluded sets.")
     corpus = index.corpus
     depth = depth if depth is not None else k + max((len(g) for g in golds), default=0) + 8
-    _, ranked = index.search(queries, depth)  # B lists of doc ids, best first (the index clamps depth)
+    scores, ranked = index.search(queries, depth)  # (B, depth), B lists of doc ids, best first (depth clamped)
+    ceilings = [math.inf] * len(ranked) if max_scores is None else [float(m) for m in max_scores]
     mined = []
-    for ids, gold, skip in zip(ranked, golds, excluded, strict=True):
+    for ids, row_scores, ceiling, gold, skip in zip(ranked, scores, ceilings, golds, excluded, strict=True):
         chosen, seen = [], set(skip)
-        for doc in ids:
+        for doc, score in zip(ids, row_scores):
             text = corpus.texts[corpus.row_of(doc)]
-            if doc in gold or text in seen:
+            if doc in gold or text in seen or score > ceiling:
                 continue
             chosen.append(doc)
             seen.add(text)

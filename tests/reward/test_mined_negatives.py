@@ -21,16 +21,17 @@ from ..recipes import write_recipe
 
 
 class RankedIndex:
-    """Fixed rankings per query; records the depth asked and the documents noted."""
+    """Fixed rankings (and scores) per query, ragged; records the depth asked and the documents noted."""
 
-    def __init__(self, corpus: Corpus, rankings: list[list[str]]) -> None:
+    def __init__(self, corpus: Corpus, rankings: list[list[str]], scores: list[list[float]] | None = None) -> None:
         self.corpus, self.rankings = corpus, rankings
+        self.scores = scores or [[0.0] * len(r) for r in rankings]
         self.depths: list[int] = []
         self.used: set[str] = set()
 
     def search(self, queries, k):
         self.depths.append(k)
-        return np.zeros((len(queries), k)), [r[:k] for r in self.rankings[: len(queries)]]
+        return [s[:k] for s in self.scores[: len(queries)]], [r[:k] for r in self.rankings[: len(queries)]]
 
     def note_used(self, doc_ids):
         self.used.update(doc_ids)
@@ -44,6 +45,9 @@ def test_mining_skips_gold_ids_excluded_texts_and_repeated_texts():
     assert index.depths == [2 + 1 + 8] and index.used == {"a", "b"}
     assert mine_negatives(index, torch.zeros(2, 4), [set(), set()], [set(), set()], k=1, depth=3) == [["g"], ["c"]]
     assert index.depths[-1] == 3
+    scored = RankedIndex(corpus, [["a", "b", "c"], ["b", "c", "a"]], [[0.9, 0.5, 0.1], [0.7, 0.6, 0.2]])
+    mined = mine_negatives(scored, torch.zeros(2, 4), [set(), set()], [set(), set()], k=2, max_scores=[0.8, 0.65])
+    assert mined == [["b", "c"], ["c", "a"]]  # above its query's ceiling a document is skipped
     with pytest.raises(ValueError, match="k must be >= 1"):
         mine_negatives(index, torch.zeros(2, 4), [set(), set()], [set(), set()], k=0)
     with pytest.raises(ValueError, match="2 queries but 1 gold sets"):
@@ -111,7 +115,9 @@ def test_mined_negatives_equal_the_same_documents_given_as_hard_negatives():
     rewards then equal a run where those texts were the rows' `negatives` (and no other anchor changes)."""
     terms, weights = ["contrastive", "margin", "hard_negative"], [1.0, 1.0, 1.0]
     pool = TextPool()
-    mined = GraceReward(terms, weights, pool=pool, corpus_index=corpus_index(pool), mined_negatives=1)
+    mined = GraceReward(
+        terms, weights, pool=pool, corpus_index=corpus_index(pool), mined_negatives=1, mined_negative_max_ratio=None
+    )
     metrics = {}
     got = mined(**batch(), log_metric=lambda k, v: metrics.__setitem__(k, v))
     assert [r["mined_negatives"] for r in mined.last_records] == [["d-near0"]] * 2 + [["d-near1"]] * 2
@@ -132,7 +138,9 @@ def test_a_mined_document_that_is_another_rows_positive_becomes_this_rows_hard_n
     pool = TextPool()
     index = CorpusIndex(Corpus(("d-p0", "d-p1", "d-far"), ("p0", "p1", "far")))
     index.build_from_vectors(pool.embed_with_version([_req(t) for t in ("p0", "p1", "far")]).vectors)
-    reward = GraceReward(["contrastive"], [1.0], pool=pool, corpus_index=index, mined_negatives=1)
+    reward = GraceReward(
+        ["contrastive"], [1.0], pool=pool, corpus_index=index, mined_negatives=1, mined_negative_max_ratio=None
+    )
     reward(**batch())
     mined = [r["mined_negatives"] for r in reward.last_records]
     assert mined == [["d-p1"]] * 2 + [["d-p0"]] * 2  # the other row's positive is the nearest non-gold document
@@ -140,6 +148,17 @@ def test_a_mined_document_that_is_another_rows_positive_becomes_this_rows_hard_n
     assert ctx.anchors.size(0) == 2  # no new anchor: both were anchors already
     assert ctx.hard_negative_mask.tolist() == [[False, True], [True, False]]
     assert not ctx.in_batch_mask.any()  # counted once, as a hard negative
+
+
+def test_documents_nearer_than_the_positive_are_not_mined_by_default():
+    """near0 is closer to row 0's query (cos ~0.99) than its positive p0 (~0.8): likely an unlabelled positive, so
+    with the default ceiling (1.0 x 0.8) row 0 mines the next document under it, near1, and row 1 mines near0."""
+    pool = TextPool()
+    reward = GraceReward(["contrastive"], [1.0], pool=pool, corpus_index=corpus_index(pool), mined_negatives=1)
+    reward(**batch())
+    assert [r["mined_negatives"] for r in reward.last_records] == [["d-near1"]] * 2 + [["d-near0"]] * 2
+    with pytest.raises(ValueError, match="mined_negative_max_ratio must be > 0"):
+        GraceReward(["contrastive"], [1.0], mined_negative_max_ratio=0.0)
 
 
 def test_mining_is_off_by_default_and_without_an_index():
@@ -180,6 +199,9 @@ def test_mining_config_needs_a_corpus_and_a_term_that_reads_negatives(tmp_path):
         config(tmp_path, mined_negatives=-1)
     with pytest.raises(ValueError, match="mined_negatives searches the corpus with query-side rollouts only"):
         config(tmp_path, directions=["q2d", "d2q"])
+    assert config(tmp_path, mined_negative_max_ratio="null").mined_negative_max_ratio is None
+    with pytest.raises(ValueError, match="mined_negative_max_ratio must be finite and > 0"):
+        config(tmp_path, mined_negative_max_ratio=0.0)
     with pytest.raises(ValueError, match="mined_negatives is 0"):
         config(tmp_path, mined_negatives=0)
 
