@@ -168,14 +168,24 @@ def plot_results(results: dict[str, Any], png_path: str | Path) -> None:
     plt.close(fig)
 
 
-def plot_samples(samples: dict[str, Any], png_path: str | Path) -> None:
-    """Rationales averaged on x (log 2), Spearman on y, one panel per dev set, base dashed, intervals shaded."""
+def plot_samples(
+    samples: dict[str, Any], png_path: str | Path, headlines: Sequence[dict[str, Any]] | None = None
+) -> list[str]:
+    """Rationales averaged on x (log 2), Spearman on y, one panel per dev set, base dashed, intervals shaded.
+
+    Reference lines (horizontal): each model's one greedy rationale at the same budget (dotted, the model's colour)
+    and, from `headlines`, the base model at its best greedy budget (the protocol's bar; black, dash-dot). Returns
+    the legend labels drawn, in order.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(samples["models"][0]["results"])
+    greedy = {(g["model"], g["dataset"]): g["greedy_spearman"] for g in samples.get("gains", [])}
+    bars = {h["dataset"]: (h["base_spearman"], h["base_best_budget"]) for h in headlines or []}
+    labels: list[str] = []
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.0), dpi=120, squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         for model in samples["models"]:
@@ -185,16 +195,27 @@ def plot_samples(samples: dict[str, Any], png_path: str | Path) -> None:
             (line,) = ax.plot(xs, [p["spearman"] for p in points], marker="o", label=model["label"], **style)
             lows, highs = [p["ci_low"] for p in points], [p["ci_high"] for p in points]
             ax.fill_between(xs, lows, highs, alpha=0.15, color=line.get_color())
+            labels.append(model["label"])
+            if (model["label"], name) in greedy:
+                label = f"{model['label']}: 1 greedy rationale"
+                ax.axhline(greedy[model["label"], name], color=line.get_color(), linestyle=":", label=label)
+                labels.append(label)
+        if name in bars:
+            value, budget = bars[name]
+            label = f"base at its best budget ({budget} tokens, greedy)"
+            ax.axhline(value, color="black", linestyle="-.", label=label)
+            labels.append(label)
         ax.set_xscale("log", base=2)
         ax.set_xticks(samples["counts"], [str(k) for k in samples["counts"]])
         ax.set_xlabel(f"rationales averaged (T={samples['temperature']:g}, <= {samples['budget']} tokens)")
         ax.set_ylabel("Spearman x100")
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)
+    return labels
 
 
 def write_report(results: dict[str, Any], prefix: str | Path) -> dict[str, str]:
@@ -208,5 +229,5 @@ def write_report(results: dict[str, Any], prefix: str | Path) -> dict[str, str]:
     files = {"json": str(json_path), "plot": str(png_path)}
     if "samples" in results:
         files["samples_plot"] = str(prefix.with_name(prefix.name + "_samples.png"))
-        plot_samples(results["samples"], files["samples_plot"])
+        plot_samples(results["samples"], files["samples_plot"], results.get("headlines"))
     return files

@@ -134,3 +134,23 @@ def test_cli_protocol_samples_needs_one_budget(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["eval", "protocol", "--samples", "0,4"])
     assert "--samples" in capsys.readouterr().err
+
+
+def test_the_count_plot_draws_each_models_greedy_rationale_and_the_base_bar(tmp_path):
+    from grace_rl.eval.protocol_report import plot_samples
+
+    def point(k, v):
+        return {"num_rationales": k, "spearman": v, "ci_low": v - 2, "ci_high": v + 2}
+
+    samples = {
+        "budget": 32,
+        "temperature": 0.7,
+        "counts": [1, 2, 4],
+        "models": [{"label": "run", "role": "trained", "results": {"d": {"points": [point(1, 70), point(4, 74)]}}}],
+        "gains": [{"model": "run", "dataset": "d", "greedy_spearman": 71.5}],
+    }
+    headlines = [{"dataset": "d", "base_spearman": 57.1, "base_best_budget": 8}] * 2  # one per trained run
+    labels = plot_samples(samples, tmp_path / "s.png", headlines)
+    assert labels == ["run", "run: 1 greedy rationale", "base at its best budget (8 tokens, greedy)"]
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    assert plot_samples(samples, tmp_path / "t.png") == ["run", "run: 1 greedy rationale"]
