@@ -295,12 +295,9 @@ class GraceReward:
         )
         t_mined = time.perf_counter()
         texts = [[corpus.texts[corpus.row_of(d)] for d in ids] for ids in mined]
-        anchor_index = {}  # text -> row in the anchors (the first occurrence, as build_context's)
-        for k, text in enumerate(self._anchor_texts):
-            anchor_index.setdefault(text, k)
-        new = list(dict.fromkeys(t for row in texts for t in row if t not in anchor_index))
-        for k, text in enumerate(new, start=ctx.anchors.size(0)):
-            anchor_index[text] = k
+        known = set(self._anchor_texts)
+        new = list(dict.fromkeys(t for row in texts for t in row if t not in known))
+        anchor_index = {t: k for k, t in enumerate(self._anchor_texts + new)}  # text -> anchor row (texts are unique)
         anchors = ctx.anchors
         if new:
             anchors = torch.cat([anchors, self._embed(self._anchor_requests(new)).to(anchors.dtype)])  # (A', H)
