@@ -91,6 +91,8 @@ class GraceConfig(GRPOConfig):
         refinement_prefixes (`list[float]`): fractions in `(0, 1]`, increasing, of each rollout's own rationale
             length at which the `refinement` term scores it (at least 2).
         contrastive_temperature (`float`): InfoNCE temperature (> 0).
+        hard_negative_weight (`float`): weight (> 0) of each of a row's own hard negatives in the `contrastive`
+            denominator and the embedding loss (`log w` added to its logit: it counts `w` times); 1 = plain InfoNCE.
         embedding_loss_weight (`float`): weight (>= 0) of a direct InfoNCE loss on the rollouts' pooled embeddings,
             with gradient, added to the GRPO loss: `-log softmax_tau(cos(e_i, .))[positive]` over the reward's
             anchors (detached) and in-batch/hard negatives. 0 = pure GRACE (the policy learns only through rewards);
@@ -192,6 +194,9 @@ class GraceConfig(GRPOConfig):
         metadata={"help": "Rationale-length fractions the 'refinement' term scores (increasing, in (0, 1], >= 2)."},
     )
     contrastive_temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature (> 0)."})
+    hard_negative_weight: float = field(
+        default=1.0, metadata={"help": "Weight (> 0) of each hard negative in the InfoNCE denominator (1 = plain)."}
+    )
     anchor_mode: str = field(
         default="rationale", metadata={"help": "Anchors embedded as 'plain' text or with their own 'rationale'."}
     )
@@ -289,6 +294,10 @@ class GraceConfig(GRPOConfig):
             raise ValueError(f"reward_terms lists a term twice: {self.reward_terms}.")
         if self.contrastive_temperature <= 0:
             raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}.")
+        if not (math.isfinite(self.hard_negative_weight) and self.hard_negative_weight > 0):
+            raise ValueError(
+                f"hard_negative_weight must be finite and > 0 (1 = plain InfoNCE), got {self.hard_negative_weight}."
+            )
         if not (math.isfinite(self.embedding_loss_weight) and self.embedding_loss_weight >= 0):
             raise ValueError(
                 f"embedding_loss_weight must be finite and >= 0 (0 = pure GRACE), got {self.embedding_loss_weight}."

@@ -83,6 +83,7 @@ def _loss(
         in_batch_mask=ctx.in_batch_mask,
         truncated=ctx.truncated[index],
         temperature=ctx.temperature,
+        hard_negative_weight=ctx.hard_negative_weight,
     )
     values = contrastive(sub)  # (n,)
     finite = torch.isfinite(values)

@@ -28,6 +28,7 @@ RANGES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("temperature", lambda v: v > 0, "> 0"),
     ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("contrastive_temperature", lambda v: v > 0, "> 0"),
+    ("hard_negative_weight", lambda v: v > 0, "> 0"),
     ("anchor_temperature", lambda v: v >= 0, ">= 0 (0 = greedy)"),
     ("beta", lambda v: v >= 0, ">= 0"),
     ("weight_decay", lambda v: v >= 0, ">= 0"),

@@ -124,6 +124,7 @@ def run_fingerprint(
         "pooling": args.pooling,
         "contrastive_temperature": args.contrastive_temperature,
         "embedding_loss_weight": args.embedding_loss_weight,
+        **({"hard_negative_weight": args.hard_negative_weight} if args.hard_negative_weight != 1.0 else {}),
         **({"embedding_loss_prefixes": list(args.embedding_loss_prefixes)} if args.embedding_loss_prefixes else {}),
         **(
             {"mined_negatives": args.mined_negatives, "mined_negative_max_ratio": args.mined_negative_max_ratio}

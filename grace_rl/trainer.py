@@ -56,6 +56,7 @@ def build_reward(args: GraceConfig, tokenizer, generation_config=None) -> GraceR
         terms=args.reward_terms,
         weights=args.term_weights,
         temperature=args.contrastive_temperature,
+        hard_negative_weight=args.hard_negative_weight,
         anchor_mode=args.anchor_mode,
         anchor_rationale_tokens=args.anchor_rationale_tokens,
         anchor_temperature=args.anchor_temperature,

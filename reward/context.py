@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -31,6 +32,9 @@ class RewardContext:
             `(N,)` True where the rationale hit the length limit without an end token.
         temperature (`float`, *optional*, defaults to `0.05`):
             InfoNCE temperature.
+        hard_negative_weight (`float`, *optional*, defaults to `1.0`):
+            weight of each hard negative in the `contrastive` denominator (as if it appeared that many times:
+            `log w` is added to its logit); in-batch negatives keep weight 1.
         extras (`dict[str, torch.Tensor]`):
             optional inputs of extra terms (e.g. `dcg` scores precomputed from the corpus index).
     """
@@ -43,6 +47,7 @@ class RewardContext:
     in_batch_mask: torch.Tensor
     truncated: torch.Tensor
     temperature: float = 0.05
+    hard_negative_weight: float = 1.0
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -56,6 +61,8 @@ class RewardContext:
                 raise ValueError(f"{name} must have shape ({b}, {a}), got {tuple(getattr(self, name).shape)}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not (math.isfinite(self.hard_negative_weight) and self.hard_negative_weight > 0):
+            raise ValueError(f"hard_negative_weight must be finite and > 0, got {self.hard_negative_weight}")
         self._anchor_sims: torch.Tensor | None = None
 
     @property

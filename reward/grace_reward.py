@@ -82,6 +82,8 @@ class GraceReward:
             one weight per term.
         temperature (`float`, *optional*, defaults to `0.05`):
             InfoNCE temperature.
+        hard_negative_weight (`float`, *optional*, defaults to `1.0`):
+            weight of each hard negative in the `contrastive` denominator (and the embedding loss).
         anchor_mode (`str`, *optional*, defaults to `"plain"`):
             `plain` (positives/negatives embedded as text alone) or `rationale` (each with its own
             low-temperature rationale, as at inference).
@@ -137,6 +139,7 @@ class GraceReward:
         terms: Sequence[str],
         weights: Sequence[float],
         temperature: float = 0.05,
+        hard_negative_weight: float = 1.0,
         anchor_mode: str = "plain",
         anchor_rationale_tokens: int = 32,
         anchor_temperature: float = 0.0,
@@ -160,6 +163,9 @@ class GraceReward:
         self.terms = list(terms)
         self.weights = [float(w) for w in weights]
         self.temperature = temperature
+        if not (math.isfinite(hard_negative_weight) and hard_negative_weight > 0):
+            raise ValueError(f"hard_negative_weight must be finite and > 0, got {hard_negative_weight}.")
+        self.hard_negative_weight = float(hard_negative_weight)
         self.anchor_mode = anchor_mode
         self.anchor_rationale_tokens = anchor_rationale_tokens
         self.anchor_temperature = anchor_temperature
@@ -248,6 +254,7 @@ class GraceReward:
             in_batch_mask=in_batch,
             truncated=truncated,
             temperature=self.temperature,
+            hard_negative_weight=self.hard_negative_weight,
         )
         timing = {"anchor_rationale_seconds": t1 - t0, "embed_seconds": t2 - t1}
         if "refinement" in self.terms:  # after the rollouts' embed call, which takes the captured rollouts

@@ -7,6 +7,7 @@ mean subtraction (GRACE's reference code scores negatives from the query side on
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -59,12 +60,20 @@ def contrastive(ctx: RewardContext) -> torch.Tensor:
     over the positive + hard + in-batch negatives.
 
     `= s_p / tau - logsumexp_{c in {p} u N} s_c / tau`, always <= 0; 0 when nothing competes with the positive.
+    With `ctx.hard_negative_weight = w != 1` each of the row's hard negatives counts `w` times in the denominator
+    (`s_n / tau + log w`): the weighted InfoNCE of hard-negative-aware contrastive learning.
     """
     n = ctx.rollouts.size(0)
-    candidates = ctx.row_mask(ctx.hard_negative_mask | ctx.in_batch_mask).clone()  # (N, A)
+    hard = ctx.row_mask(ctx.hard_negative_mask)  # (N, A)
+    candidates = (hard | ctx.row_mask(ctx.in_batch_mask)).clone()  # (N, A)
     pos_index = ctx.positive[ctx.group]  # (N,)
     candidates[torch.arange(n), pos_index] = True
-    logits = (ctx.anchor_sims / ctx.temperature).masked_fill(~candidates, _NEG_INF)  # (N, A)
+    logits = ctx.anchor_sims / ctx.temperature  # (N, A)
+    if ctx.hard_negative_weight != 1.0:
+        hard = hard.clone()
+        hard[torch.arange(n), pos_index] = False  # a positive that is also listed as a negative keeps weight 1
+        logits = logits + hard.to(logits.dtype) * math.log(ctx.hard_negative_weight)
+    logits = logits.masked_fill(~candidates, _NEG_INF)  # (N, A)
     return logits.gather(1, pos_index.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=1)  # (N,)
 
 

@@ -224,6 +224,11 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], list[str]]] = [
         ["contrastive_temperature must be > 0", "-0.1"],
     ),
     (
+        "hard-negative-weight-negative",
+        lambda c: c.argv(hard_negative_weight=-2.0),
+        ["hard_negative_weight", "> 0", "-2.0"],
+    ),
+    (
         "num-generations-one",
         lambda c: c.argv(num_generations=1),
         ["num_generations must be >= 2", "got 1", "set num_generations: 2 or more"],

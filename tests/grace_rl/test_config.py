@@ -29,6 +29,8 @@ def test_defaults_are_valid_and_fill_anchor_budget():
         (dict(reward_terms=["contrastive"], term_weights=[1.0, 2.0]), "one weight per term"),
         (dict(reward_terms=["margin", "margin"], term_weights=[1.0, 1.0]), "twice"),
         (dict(contrastive_temperature=0.0), "contrastive_temperature must be > 0"),
+        (dict(hard_negative_weight=0.0), "hard_negative_weight must be finite and > 0"),
+        (dict(hard_negative_weight=float("inf")), "hard_negative_weight"),
         (dict(anchor_mode="both"), "anchor_mode"),
         (dict(anchor_temperature=-1.0), "anchor_temperature"),
         (dict(temperature=0.0), "temperature must be > 0"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from grace_rl.embedding_loss import embedding_loss
@@ -41,6 +43,21 @@ def test_loss_is_minus_mean_contrastive_term_and_has_gradient():
     full.backward()
     assert hidden.grad is not None and hidden.grad[:, :2].abs().sum() > 0  # text tokens receive gradient
     assert hidden.grad[0, 4].abs().sum() == 0  # a position outside both spans receives none
+
+
+def test_loss_weights_the_hard_negatives_as_the_reward_does():
+    torch.manual_seed(2)
+    hidden = torch.randn(4, 5, 3)  # (n, T, H)
+    text = torch.tensor([[1, 1, 0, 0, 0]] * 4)
+    rationale = torch.tensor([[0, 0, 1, 1, 0]] * 4)
+    pooled = pool_hidden_states(hidden, text, rationale)  # (n, H)
+    ctx = dataclasses.replace(_ctx(pooled), hard_negative_weight=5.0)
+    loss = embedding_loss(hidden, text, rationale, ctx, torch.arange(4))
+    assert torch.allclose(loss, -contrastive(ctx).mean(), atol=1e-6)
+    plain = embedding_loss(
+        hidden, text, rationale, dataclasses.replace(ctx, hard_negative_weight=1.0), torch.arange(4)
+    )
+    assert loss > plain + 1e-3  # row 0's hard negative weighs more
 
 
 def test_stepwise_loss_is_the_mean_over_rationale_prefixes():
@@ -108,16 +125,31 @@ def test_trainer_stepwise_embedding_loss_runs_and_differs_from_the_full_rational
     assert abs(first["grace/embedding_loss"] + first["grace/contrastive"]) > 1e-4, first
 
 
-def _first_step_metrics(tmp_path, tiny_model_dir, **recipe) -> dict:
-    """One GRPO step of the real trainer with the embedding loss on; its first metrics record."""
+def test_trainer_weights_hard_negatives_in_the_reward_and_the_loss_alike(tmp_path, tiny_model_dir):
+    """Through the real GRPO trainer: `hard_negative_weight` reaches both the reward and the embedding loss (they stay
+    equal at step 1), and weighting the rows' hard negatives lowers the reward of the same first step."""
+    plain = _first_step_metrics(tmp_path / "plain", tiny_model_dir, negatives=True)
+    weighted = _first_step_metrics(tmp_path / "weighted", tiny_model_dir, negatives=True, hard_negative_weight=8.0)
+    assert abs(weighted["grace/embedding_loss"] + weighted["grace/contrastive"]) < 1e-4, weighted
+    assert weighted["grace/contrastive"] < plain["grace/contrastive"] - 0.05, (plain, weighted)
+
+
+def _first_step_metrics(tmp_path, tiny_model_dir, negatives: bool = False, **recipe) -> dict:
+    """One GRPO step of the real trainer with the embedding loss on; its first metrics record. `negatives`: each row
+    gets the next row's query as a hard negative."""
     import json
 
     from grace_rl.train import main, parse_args
     from tests.recipes import write_recipe
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     rows = tmp_path / "rows.jsonl"
     texts = ["cats sit on mats", "dogs run in parks", "birds sing at dawn", "fish swim in seas", "cows eat the grass"]
-    rows.write_text("".join(json.dumps({"query": t, "positive": t.split()[0]}) + "\n" for t in texts))
+    records = [{"query": t, "positive": t.split()[0]} for t in texts]
+    if negatives:
+        for i, r in enumerate(records):
+            r["negatives"] = [texts[(i + 1) % len(texts)]]
+    rows.write_text("".join(json.dumps(r) + "\n" for r in records))
     argv = write_recipe(
         tmp_path,
         tiny_model_dir,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -65,6 +66,56 @@ def test_contrastive_by_hand():
     assert close(
         get_term("contrastive")(ctx_sharp)[:1], [1 / 0.05 - math.log(math.exp(20) + math.exp(0) + math.exp(-20))]
     )
+
+
+def test_contrastive_hard_negative_weight_by_hand():
+    ctx = dataclasses.replace(hand_context(temperature=1.0), hard_negative_weight=3.0)
+    # row 0's hard negative n0 counts 3 times in the denominator; row 1 has none, so its values do not move
+    expected = [
+        1.0 - math.log(math.e**1 + math.e**0 + 3 * math.e**-1),
+        0.6 - math.log(math.e**0.6 + math.e**0.8 + 3 * math.e**-0.6),
+        1.0 - math.log(math.e**1 + math.e**0),
+        0.6 - math.log(math.e**0.6 + math.e**0.8),
+    ]
+    assert close(get_term("contrastive")(ctx), expected)
+
+
+def test_an_integer_hard_negative_weight_equals_repeating_the_hard_negative():
+    torch.manual_seed(0)
+    rollouts = torch.nn.functional.normalize(torch.randn(6, 5), dim=1)  # 3 rows x 2 rollouts
+    anchors = torch.nn.functional.normalize(torch.randn(5, 5), dim=1)  # p0 p1 p2, n0 (row 0), n1 (row 2)
+    base = dict(
+        rollouts=rollouts,
+        group=torch.tensor([0, 0, 1, 1, 2, 2]),
+        positive=torch.tensor([0, 1, 2]),
+        truncated=torch.zeros(6, dtype=torch.bool),
+        temperature=0.1,
+    )
+    in_batch = torch.tensor([[0, 1, 1, 0, 0], [1, 0, 1, 0, 0], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    hard = torch.tensor([[0, 0, 0, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=torch.bool)
+    weighted = RewardContext(
+        anchors=anchors, hard_negative_mask=hard, in_batch_mask=in_batch, hard_negative_weight=4.0, **base
+    )
+    # the same hard negatives listed 4 times each, weight 1
+    repeated = torch.cat([anchors, anchors[3:].repeat(3, 1)])  # + n0 n1 n0 n1 n0 n1
+    extra = torch.tensor([[1, 0] * 3, [0, 0] * 3, [0, 1] * 3], dtype=torch.bool)
+    plain = RewardContext(
+        anchors=repeated,
+        hard_negative_mask=torch.cat([hard, extra], dim=1),
+        in_batch_mask=torch.cat([in_batch, torch.zeros(3, 6, dtype=torch.bool)], dim=1),
+        **base,
+    )
+    got, want = get_term("contrastive")(weighted), get_term("contrastive")(plain)
+    assert torch.allclose(got, want, atol=1e-5)
+    unweighted = get_term("contrastive")(dataclasses.replace(weighted, hard_negative_weight=1.0))
+    assert (got[[0, 1, 4, 5]] < unweighted[[0, 1, 4, 5]]).all()  # rows with a hard negative score lower
+    assert torch.allclose(got[[2, 3]], unweighted[[2, 3]])  # the row without one does not move
+
+
+def test_context_refuses_a_bad_hard_negative_weight():
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="hard_negative_weight"):
+            dataclasses.replace(hand_context(), hard_negative_weight=bad)
 
 
 def test_consistency_and_truncation_by_hand():
