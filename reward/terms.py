@@ -65,12 +65,11 @@ def contrastive(ctx: RewardContext) -> torch.Tensor:
     """
     n = ctx.rollouts.size(0)
     hard = ctx.row_mask(ctx.hard_negative_mask)  # (N, A)
-    candidates = (hard | ctx.row_mask(ctx.in_batch_mask)).clone()  # (N, A)
+    candidates = hard | ctx.row_mask(ctx.in_batch_mask)  # (N, A), a new tensor (row_mask indexes: a copy)
     pos_index = ctx.positive[ctx.group]  # (N,)
     candidates[torch.arange(n), pos_index] = True
     logits = ctx.anchor_sims / ctx.temperature  # (N, A)
     if ctx.hard_negative_weight != 1.0:
-        hard = hard.clone()
         hard[torch.arange(n), pos_index] = False  # a positive that is also listed as a negative keeps weight 1
         logits = logits + hard.to(logits.dtype) * math.log(ctx.hard_negative_weight)
     logits = logits.masked_fill(~candidates, _NEG_INF)  # (N, A)
