@@ -141,7 +141,7 @@ def add_parser(tasks: argparse._SubParsersAction) -> None:
     """Add `protocol` to the `grace-rl eval` tasks."""
     p = tasks.add_parser(
         "protocol",
-        help="Base vs trained at matched rationale budgets on deduplicated dev sets, with 95% bootstrap intervals.",
+        help="Base vs trained at matched rationale budgets on deduplicated dev sets, with 95%% bootstrap intervals.",
         formatter_class=HelpFormatter,
         epilog=examples(
             "grace-rl eval protocol --trained runs/grace_smollm2_cpu            # base + one run, both dev sets",

@@ -30,7 +30,15 @@ print(json.dumps({"code": code, "help": out.getvalue(), "modules": sorted({m.spl
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["eval", "sts", "--help"], ["eval", "retrieval", "--help"], ["encode", "--help"], ["inspect", "-h"]],
+    [
+        ["--help"],
+        ["eval", "--help"],
+        ["eval", "sts", "--help"],
+        ["eval", "retrieval", "--help"],
+        ["eval", "protocol", "--help"],
+        ["encode", "--help"],
+        ["inspect", "-h"],
+    ],
 )
 def test_help_imports_no_ml_stack(argv):
     proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=True)
@@ -58,6 +66,7 @@ def test_every_option_has_help_and_every_command_examples():
         missing = [a.dest for a in parser._actions if not a.help and not isinstance(a, argparse._SubParsersAction)]
         assert not missing, f"{name}: options without help text: {missing}"
         assert parser.epilog and parser.epilog.startswith("examples:"), name
+        assert parser.format_help().startswith("usage: "), name  # renders: a bare % in a help text raises here
     sts_help = " ".join(commands["grace-rl eval sts"].format_help().split())  # undo the line wrapping
     assert "(default: 32)" in sts_help and "(default: stsb)" in sts_help  # defaults are shown
     assert "Omitted: the budget the model was trained with" in sts_help
