@@ -72,9 +72,17 @@ class GraceEncoder:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str, trust_remote_code: bool = False, merge_lora: bool = True
+        cls,
+        name_or_path: str,
+        trust_remote_code: bool = False,
+        merge_lora: bool = True,
+        instruction: str | None = None,
     ) -> GraceEncoder:
-        """Load the default id, any local HF model directory, or a GRACE output directory (merged or LoRA adapter)."""
+        """Load the default id, any local HF model directory, or a GRACE output directory (merged or LoRA adapter).
+
+        ``instruction`` overrides the rationale instruction (default: the one the run trained with, from its
+        ``grace_config.json``, else :data:`DEFAULT_INSTRUCTION`), e.g. to evaluate a base model under a trained
+        run's prompt."""
         path = Path(name_or_path).expanduser()
         meta = {}
         if path.is_dir() and (path / GRACE_META).is_file():
@@ -97,7 +105,7 @@ class GraceEncoder:
         return cls(
             model,
             tokenizer,
-            instruction=meta.get("instruction", DEFAULT_INSTRUCTION),
+            instruction=instruction if instruction is not None else meta.get("instruction", DEFAULT_INSTRUCTION),
             pooling=meta.get("pooling", "mean"),
             max_rationale_tokens=int(meta.get("max_rationale_tokens", 32)),
         )

@@ -133,11 +133,17 @@ def model_card(summary: dict[str, Any], script_args: Any, training_args: Any, mo
         if by_budget:
             budgets = ", ".join(f"{b} tokens: {v}" for b, v in by_budget.items())
             lines += [f"Base model by rationale budget: {budgets}."]
+        default = (summary.get("before") or {}).get("by_budget_default_instruction")
+        if default:
+            budgets = ", ".join(f"{b} tokens: {v}" for b, v in default.items())
+            lines += [f"Base model with the default instruction (also a candidate for the bar): {budgets}."]
         h = summary.get("headline")
         if h:
+            note = ", default instruction" if h.get("base_model", "base") != "base" else ""
             lines += [
                 f"Headline (trained at {h['training_budget']} tokens minus the base at its best budget, "
-                f"{h['base_best_budget']} tokens): {h['difference']:+.2f} [{h['ci_low']:+.2f}, {h['ci_high']:+.2f}] "
+                f"{h['base_best_budget']} tokens{note}): {h['difference']:+.2f} [{h['ci_low']:+.2f}, "
+                f"{h['ci_high']:+.2f}] "
                 f"(paired 95% bootstrap over {h['n']} pairs; one seed, one sample: see the project's "
                 "`grace-rl eval protocol` for the full dev sets)."
             ]

@@ -25,7 +25,7 @@ from grace_rl.model_card import BaseModelIdCallback, record_base_model_id, write
 from grace_rl.models import load_model, load_tokenizer
 from grace_rl.phases import PhaseLog, StepEstimateCallback
 from grace_rl.preflight import preflight
-from grace_rl.prompts import RationaleTemplate
+from grace_rl.prompts import DEFAULT_INSTRUCTION, RationaleTemplate
 from grace_rl.resume import start_run
 from grace_rl.run_files import RATIONALE_LOG, SUMMARY_FILE, atomic_write
 from grace_rl.trainer import GraceTrainer, build_reward
@@ -73,8 +73,13 @@ def _eval(model, tokenizer, args: GraceConfig, script_args: GraceScriptArguments
     budgets = sorted({budget, *script_args.eval_base_budgets}) if label == "before" else [budget]
     start = time.perf_counter()
     a, b, gold = read_sts(script_args.eval_sts_path, "stsb", script_args.eval_sts_limit)
-    points = sweep_pairs(encoder, [Pair(*p) for p in zip(a, b, gold, strict=True)], budgets, show_progress_bar=True)
+    pairs = [Pair(*p) for p in zip(a, b, gold, strict=True)]
+    points = sweep_pairs(encoder, pairs, budgets, show_progress_bar=True)
     at = {p["budget"]: p for p in points}
+    default_prompt = None  # matched prompts: a recipe with its own instruction is also compared with the default one
+    if label == "before" and args.instruction != DEFAULT_INSTRUCTION:
+        plain = GraceEncoder(model, tokenizer, DEFAULT_INSTRUCTION, args.pooling, args.max_completion_length)
+        default_prompt = sweep_pairs(plain, pairs, budgets, show_progress_bar=True)
     result = {
         "task": "sts",
         "n": len(gold),
@@ -87,6 +92,9 @@ def _eval(model, tokenizer, args: GraceConfig, script_args: GraceScriptArguments
         "_cosines": {p["budget"]: p["cosines"] for p in points},
         "_gold": gold,
     }
+    if default_prompt is not None:
+        result["by_budget_default_instruction"] = {str(p["budget"]): round(p["spearman"], 2) for p in default_prompt}
+        result["_default_cosines"] = {p["budget"]: p["cosines"] for p in default_prompt}
     logger.info("STS %s: %s", label, json.dumps({k: v for k, v in result.items() if not k.startswith("_")}))
     return result
 
@@ -96,14 +104,16 @@ def _headline(before: dict[str, Any], after: dict[str, Any], budget: int) -> dic
     best budget (0 included), with the paired 95% bootstrap interval (`grace_rl.eval.protocol.headline`)."""
     from grace_rl.eval.protocol import ProtocolSettings, headline
 
-    def points(result: dict[str, Any]) -> list[dict[str, Any]]:
+    def points(result: dict[str, Any], by: str = "by_budget", cosines: str = "_cosines", model: str = "base"):
         return [
-            {"budget": b, "spearman": result["by_budget"][str(b)], "cosines": cos}
-            for b, cos in result["_cosines"].items()
+            {"budget": b, "spearman": result[by][str(b)], "cosines": cos, "model": model}
+            for b, cos in result.get(cosines, {}).items()
         ]
 
     gold = np.asarray(before["_gold"], dtype=np.float64)
-    out = headline(points(after), points(before), gold, budget, ProtocolSettings())
+    base = points(before, model="base")  # the base under the recipe's instruction
+    base += points(before, "by_budget_default_instruction", "_default_cosines", "base (default instruction)")
+    out = headline(points(after), base, gold, budget, ProtocolSettings())
     return {"n": len(gold), **out}
 
 
@@ -119,6 +129,8 @@ def _start_eval_phase(
         budget = args.max_completion_length
         budgets = sorted({budget, *script_args.eval_base_budgets}) if name == "before-eval" else [budget]
         what = "base model" if name == "before-eval" else "trained model"
+        if name == "before-eval" and args.instruction != DEFAULT_INSTRUCTION:
+            what += " (the recipe's instruction, then the default one: the bar is the better)"
         phases.start(name, f"STS on {pairs}, {what}, greedy rationales of {budgets} tokens", estimate)
 
 

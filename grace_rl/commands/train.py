@@ -62,6 +62,11 @@ def print_next_steps(summary: dict[str, Any]) -> None:
         print(f"  (or run `. {_shell_path(activate)}` once in a shell, then plain `grace-rl ...`)")
 
 
+def _instruction_note(headline: dict[str, Any]) -> str:
+    """`, default instruction` when the bar is the base under the default instruction instead of the recipe's."""
+    return ", default instruction" if headline.get("base_model", "base") != "base" else ""
+
+
 def run_training(argv: list[str]) -> dict[str, Any]:
     """Parse a recipe plus overrides with `trl.TrlParser` and train; prints the summary and where to look next."""
     from grace_rl.known_warnings import silence_known_warnings
@@ -80,12 +85,15 @@ def run_training(argv: list[str]) -> dict[str, Any]:
         budget = after["rationale_tokens"]
         print(f"\nSTS Spearman x100, {after['n']} held-out pairs, greedy rationales of up to {budget} tokens:")
         print(f"  base at each budget: {', '.join(f'{b}: {v}' for b, v in before['by_budget'].items())}")
+        if before.get("by_budget_default_instruction"):
+            default = before["by_budget_default_instruction"]
+            print(f"  base, default instruction: {', '.join(f'{b}: {v}' for b, v in default.items())}")
         print(f"  before {before['spearman']} -> after {after['spearman']} (both at {budget} tokens)")
     if summary.get("headline"):
         h = summary["headline"]
         print(
             f"  headline (trained at {h['training_budget']} tokens minus base at its best budget, "
-            f"{h['base_best_budget']} tokens): {h['trained_spearman']} - {h['base_spearman']} = "
+            f"{h['base_best_budget']} tokens{_instruction_note(h)}): {h['trained_spearman']} - {h['base_spearman']} = "
             f"{h['difference']:+.2f} [{h['ci_low']:+.2f}, {h['ci_high']:+.2f}] (paired 95% bootstrap)"
         )
     print_next_steps(summary)

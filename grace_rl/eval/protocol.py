@@ -11,6 +11,9 @@
    both systems are scored on the same resampled pairs).
 4. **Headline**: trained model at its training budget (`max_rationale_tokens` of its `grace_config.json`) minus
    the base model at the base model's best budget, with the paired interval (:func:`headline`).
+5. **Matched prompts**: the base model is evaluated with the default instruction and, when a trained run was trained
+   with another instruction, also with that run's instruction (`base+prompt`); the bar is the best base point over
+   both, so a gain that comes from a better prompt alone is not counted (:func:`model_specs`).
 
 Sweeps are cached as JSON, keyed by the model (path, GRACE config, weight digests: a retrained adapter is a new key),
 the digest of the pairs and the budgets (:mod:`grace_rl.eval.protocol_cache`), so the base model is evaluated once per
@@ -275,12 +278,14 @@ class ProtocolSettings:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model in the comparison: `role` is `base` or `trained` (then `training_budget` is set)."""
+    """A model in the comparison: `role` is `base` or `trained` (then `training_budget` is set); `instruction`
+    overrides the model's own rationale instruction (its run's, else the default)."""
 
     label: str
     path: str
     role: str
     training_budget: int | None = None
+    instruction: str | None = None
 
 
 def training_budget(run_dir: str | Path) -> int:
@@ -297,17 +302,38 @@ def training_budget(run_dir: str | Path) -> int:
     return value
 
 
+def run_instruction(run_dir: str | Path) -> str:
+    """The rationale instruction a GRACE run trained with (its `grace_config.json`; the default when not recorded)."""
+    from grace_rl.prompts import DEFAULT_INSTRUCTION
+
+    meta = Path(run_dir) / GRACE_META
+    value = json.loads(meta.read_text(encoding="utf-8")).get("instruction") if meta.is_file() else None
+    return value if isinstance(value, str) and value else DEFAULT_INSTRUCTION
+
+
 def model_specs(base: str, trained: Sequence[str | Path]) -> list[ModelSpec]:
-    """The base model, then each trained run labelled by its directory name (made unique)."""
+    """The base model (default instruction); the base model again under each other instruction the trained runs
+    were trained with (`base+prompt`, numbered when there are several: matched prompts); then each trained run
+    labelled by its directory name (made unique)."""
+    from grace_rl.prompts import DEFAULT_INSTRUCTION
+
     specs = [ModelSpec("base", str(base), "base")]
     labels = {"base"}
+    runs = []
     for run in trained:
         label = Path(run).resolve().name or str(run)
         while label in labels:
             label += "'"
         labels.add(label)
-        specs.append(ModelSpec(label, str(run), "trained", training_budget(run)))
-    return specs
+        runs.append(ModelSpec(label, str(run), "trained", training_budget(run)))
+    prompts = [p for p in dict.fromkeys(run_instruction(s.path) for s in runs) if p != DEFAULT_INSTRUCTION]
+    for i, prompt in enumerate(prompts, start=1):
+        label = "base+prompt" if len(prompts) == 1 else f"base+prompt{i}"
+        while label in labels:
+            label += "'"
+        labels.add(label)
+        specs.append(ModelSpec(label, str(base), "base", instruction=prompt))
+    return specs + runs
 
 
 # --- running the protocol ------------------------------------------------------------------------------------------
@@ -358,7 +384,7 @@ def evaluate_model(
     encoder = None
     out: dict[str, dict[str, Any]] = {}
     for ds in devsets:
-        key = cache_key(spec.path, ds.digest, budgets)
+        key = cache_key(spec.path, ds.digest, budgets, spec.instruction)
         record = load_sweep(settings.cache_dir, key) if settings.cache_dir else None
         if record is not None:
             logger.info("%s on %s: cached sweep (%.1f s when computed)", spec.label, ds.name, record["seconds"])
@@ -367,7 +393,9 @@ def evaluate_model(
         if encoder is None:
             from grace_rl.encoder import GraceEncoder
 
-            encoder = GraceEncoder.from_pretrained(spec.path, trust_remote_code=settings.trust_remote_code)
+            encoder = GraceEncoder.from_pretrained(
+                spec.path, trust_remote_code=settings.trust_remote_code, instruction=spec.instruction
+            )
         logger.info("%s on %s: %d pairs at budgets %s", spec.label, ds.name, len(ds.pairs), list(budgets))
         start = time.perf_counter()
         points = sweep_pairs(encoder, ds.pairs, budgets, settings.batch_size, settings.show_progress_bar)
@@ -397,11 +425,15 @@ def headline(
     settings: ProtocolSettings,
 ) -> dict[str, Any]:
     """Trained at its training `budget` minus base at the base's best budget (highest Spearman on these pairs;
-    the smaller budget on a tie), with the paired bootstrap interval of the difference."""
+    the smaller budget on a tie), with the paired bootstrap interval of the difference.
+
+    `base_points` may hold the sweeps of several base variants (matched prompts), each point tagged with its
+    `"model"` label: the bar is the best point over all of them (`base_model` in the result; the first listed on a
+    tie)."""
     trained = next((p for p in trained_points if p["budget"] == budget), None)
     if trained is None:
         raise ValueError(f"The trained sweep has no budget {budget}; include it in the budgets.")
-    best = max(sorted(base_points, key=lambda p: p["budget"]), key=lambda p: p["spearman"])
+    best = max(sorted(base_points, key=lambda p: p["budget"]), key=lambda p: p["spearman"])  # stable: first on a tie
     ci = paired_difference_interval(
         np.asarray(trained["cosines"]),
         np.asarray(best["cosines"]),
@@ -413,6 +445,7 @@ def headline(
     return {
         "training_budget": budget,
         "trained_spearman": round(trained["spearman"], 2),
+        "base_model": best.get("model", "base"),
         "base_best_budget": best["budget"],
         "base_spearman": round(best["spearman"], 2),
         **ci.as_dict("difference"),
@@ -446,6 +479,7 @@ def run_protocol(
             "model": s.path,
             "role": s.role,
             "training_budget": s.training_budget,
+            **({"instruction": s.instruction} if s.instruction is not None else {}),
             "results": {
                 ds.name: {
                     "points": with_intervals(sweeps[s.label][ds.name]["points"], ds.gold(), settings),
@@ -457,11 +491,12 @@ def run_protocol(
         }
         for s in specs
     ]
+    bases = [s.label for s in specs if s.role == "base"]
     headlines = [
         {"model": s.label, "dataset": ds.name}
         | headline(
             sweeps[s.label][ds.name]["points"],
-            sweeps["base"][ds.name]["points"],
+            [{**p, "model": b} for b in bases for p in sweeps[b][ds.name]["points"]],
             ds.gold(),
             s.training_budget,
             settings,

@@ -46,14 +46,20 @@ def model_fingerprint(model: str | Path) -> dict[str, Any]:
     return fp
 
 
-def cache_key(model: str | Path, digest: str, budgets: Sequence[int]) -> dict[str, Any]:
-    """The key of one sweep: protocol version, :func:`model_fingerprint`, the dev set's pairs digest, the budgets."""
-    return {
+def cache_key(
+    model: str | Path, digest: str, budgets: Sequence[int], instruction: str | None = None
+) -> dict[str, Any]:
+    """The key of one sweep: protocol version, :func:`model_fingerprint`, the dev set's pairs digest, the budgets,
+    and the instruction when it overrides the model's own (a base model under a trained run's prompt)."""
+    key = {
         "protocol": PROTOCOL_VERSION,
         "model": model_fingerprint(model),
         "pairs": digest,
         "budgets": sorted(budgets),
     }
+    if instruction is not None:
+        key["instruction"] = instruction
+    return key
 
 
 def _cache_file(cache_dir: Path, key: dict[str, Any]) -> Path:

@@ -38,14 +38,25 @@ def _dataset_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _base_bar(results: dict[str, Any], dataset: str) -> tuple[str, int]:
+    """(label, budget) of the best base point on `dataset` over every base variant (the protocol's bar)."""
+    points = [
+        (m["label"], p) for m in results["models"] if m["role"] == "base" for p in m["results"][dataset]["points"]
+    ]
+    label, best = max(sorted(points, key=lambda lp: lp[1]["budget"]), key=lambda lp: lp[1]["spearman"])
+    return label, best["budget"]
+
+
 def _budget_table(results: dict[str, Any], dataset: str) -> str:
     budgets = results["budgets"]
-    base = next(m for m in results["models"] if m["role"] == "base")
-    best = max(sorted(base["results"][dataset]["points"], key=lambda p: p["budget"]), key=lambda p: p["spearman"])
+    bar_label, bar_budget = _base_bar(results, dataset)
     rows = []
     for model in results["models"]:
         by_budget = {p["budget"]: p for p in model["results"][dataset]["points"]}
-        marks = {best["budget"]: "^"} if model["role"] == "base" else {model["training_budget"]: "*"}
+        if model["role"] == "base":
+            marks = {bar_budget: "^"} if model["label"] == bar_label else {}
+        else:
+            marks = {model["training_budget"]: "*"}
         label = (
             model["label"] if model["role"] == "base" else f"{model['label']} (trained @ {model['training_budget']})"
         )
@@ -104,14 +115,17 @@ def format_report(results: dict[str, Any]) -> str:
             f"{results['bootstrap']['n']} resamples], mean rationale tokens used; greedy rationales",
             _budget_table(results, ds["name"]),
         ]
-    out.append("^ base at its best budget; * trained model at its training budget")
+    out.append("^ base at its best budget (the bar); * trained model at its training budget")
+    prompts = [m for m in results["models"] if m["role"] == "base" and m.get("instruction")]
+    out += [f"{m['label']}: the base model with a trained run's instruction: {m['instruction']!r}" for m in prompts]
     if results["headlines"]:
         rows = [
             [
                 h["model"],
                 h["dataset"],
                 f"{h['trained_spearman']:.2f} @ {h['training_budget']}",
-                f"{h['base_spearman']:.2f} @ {h['base_best_budget']}",
+                f"{h['base_spearman']:.2f} @ {h['base_best_budget']}"
+                + (f" ({h['base_model']})" if h.get("base_model", "base") != "base" else ""),
                 f"{h['difference']:+.2f} [{h['ci_low']:+.2f}, {h['ci_high']:+.2f}]",
             ]
             for h in results["headlines"]
@@ -132,6 +146,11 @@ def format_report(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _base_style(model: dict[str, Any]) -> dict[str, str]:
+    """Base curves: black dashed; the base under a trained run's prompt grey dotted."""
+    return {"color": "grey", "linestyle": ":"} if model.get("instruction") else {"color": "black", "linestyle": "--"}
+
+
 def plot_results(results: dict[str, Any], png_path: str | Path) -> None:
     """Budget on x, Spearman on y, one panel per dev set; base and each trained model with interval bars (the
     trained model's training budget drawn as a star)."""
@@ -150,7 +169,7 @@ def plot_results(results: dict[str, Any], png_path: str | Path) -> None:
             x = [budgets.index(p["budget"]) + 0.08 * (k - (len(models) - 1) / 2) for p in points]  # dodge the bars
             y = [p["spearman"] for p in points]
             yerr = [[p["spearman"] - p["ci_low"] for p in points], [p["ci_high"] - p["spearman"] for p in points]]
-            style = {"color": "black", "linestyle": "--"} if model["role"] == "base" else {}
+            style = _base_style(model) if model["role"] == "base" else {}
             line = ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, label=model["label"], **style)
             if model["role"] == "trained":
                 j = next(i for i, p in enumerate(points) if p["budget"] == model["training_budget"])
@@ -184,14 +203,16 @@ def plot_samples(
 
     names = list(samples["models"][0]["results"])
     greedy = {(g["model"], g["dataset"]): g["greedy_spearman"] for g in samples.get("gains", [])}
-    bars = {h["dataset"]: (h["base_spearman"], h["base_best_budget"]) for h in headlines or []}
+    bars = {
+        h["dataset"]: (h["base_spearman"], h["base_best_budget"], h.get("base_model", "base")) for h in headlines or []
+    }
     labels: list[str] = []
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.0), dpi=120, squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         for model in samples["models"]:
             points = sorted(model["results"][name]["points"], key=lambda p: p["num_rationales"])
             xs = [p["num_rationales"] for p in points]
-            style = {"color": "black", "linestyle": "--"} if model["role"] == "base" else {}
+            style = _base_style(model) if model["role"] == "base" else {}
             (line,) = ax.plot(xs, [p["spearman"] for p in points], marker="o", label=model["label"], **style)
             lows, highs = [p["ci_low"] for p in points], [p["ci_high"] for p in points]
             ax.fill_between(xs, lows, highs, alpha=0.15, color=line.get_color())
@@ -201,8 +222,8 @@ def plot_samples(
                 ax.axhline(greedy[model["label"], name], color=line.get_color(), linestyle=":", label=label)
                 labels.append(label)
         if name in bars:
-            value, budget = bars[name]
-            label = f"base at its best budget ({budget} tokens, greedy)"
+            value, budget, base_label = bars[name]
+            label = f"{base_label} at its best budget ({budget} tokens, greedy)"
             ax.axhline(value, color="black", linestyle="-.", label=label)
             labels.append(label)
         ax.set_xscale("log", base=2)

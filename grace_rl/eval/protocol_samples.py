@@ -136,7 +136,7 @@ def evaluate_samples(
     encoder = None
     out: dict[str, dict[str, Any]] = {}
     for ds in devsets:
-        key = cache_key(spec.path, ds.digest, [budget]) | {
+        key = cache_key(spec.path, ds.digest, [budget], spec.instruction) | {
             "samples": {"counts": list(samples.counts), "temperature": samples.temperature, "seed": samples.seed}
         }
         record = load_sweep(settings.cache_dir, key) if settings.cache_dir else None
@@ -147,7 +147,9 @@ def evaluate_samples(
         if encoder is None:
             from grace_rl.encoder import GraceEncoder
 
-            encoder = GraceEncoder.from_pretrained(spec.path, trust_remote_code=settings.trust_remote_code)
+            encoder = GraceEncoder.from_pretrained(
+                spec.path, trust_remote_code=settings.trust_remote_code, instruction=spec.instruction
+            )
         logger.info(
             "%s on %s: %s sampled rationales of <= %d tokens at temperature %g",
             spec.label,

@@ -15,6 +15,7 @@ from grace_rl.eval.protocol import (
     ProtocolSettings,
     dedup_pairs,
     headline,
+    model_specs,
     normalise,
     paired_difference_interval,
     spearman,
@@ -232,3 +233,48 @@ def test_full_dev_sets_keep_enough_pairs():
     stsb_dev, sick_trial = devsets.load_dev_sets(["stsb-dev", "sick-trial"], devsets.DEFAULT_SHARED)
     assert (stsb_dev.total, stsb_dev.dropped, len(stsb_dev.pairs)) == (1500, 87, 1413)
     assert (sick_trial.total, sick_trial.dropped, len(sick_trial.pairs)) == (495, 126, 369)
+
+
+def test_model_specs_add_the_base_under_each_other_training_prompt(tmp_path):
+    from grace_rl.prompts import DEFAULT_INSTRUCTION
+
+    def run(name, instruction=None):
+        path = tmp_path / name
+        path.mkdir()
+        meta = {"max_rationale_tokens": 8} | ({"instruction": instruction} if instruction else {})
+        (path / "grace_config.json").write_text(json.dumps(meta))
+        return path
+
+    plain, same = run("plain"), run("same", DEFAULT_INSTRUCTION)
+    assert [s.label for s in model_specs("m", [plain, same])] == ["base", "plain", "same"]
+    a, a2, b = run("a", "Paraphrase."), run("a2", "Paraphrase."), run("b", "Summarise.")
+    specs = model_specs("m", [plain, a])
+    assert [(s.label, s.role, s.path, s.instruction) for s in specs[:2]] == [
+        ("base", "base", "m", None),
+        ("base+prompt", "base", "m", "Paraphrase."),
+    ]
+    specs = model_specs("m", [a, a2, b])
+    assert [(s.label, s.instruction) for s in specs if s.role == "base"] == [
+        ("base", None),
+        ("base+prompt1", "Paraphrase."),
+        ("base+prompt2", "Summarise."),
+    ]
+    assert cache_key("m", "d", [0], "Paraphrase.") != cache_key("m", "d", [0])
+    assert "instruction" not in cache_key("m", "d", [0])  # keys of earlier sweeps are unchanged
+
+
+def test_headline_bar_is_the_best_point_over_every_base_variant():
+    gold = np.arange(10.0)
+    rng = np.random.default_rng(1)
+
+    def point(budget, noise, model):
+        cos = gold + rng.normal(scale=noise, size=10)
+        return {"budget": budget, "spearman": spearman(cos, gold), "cosines": cos.tolist(), "model": model}
+
+    base = [point(0, 6.0, "base"), point(8, 3.0, "base"), point(0, 5.0, "base+prompt"), point(8, 0.5, "base+prompt")]
+    trained = [point(8, 0.0, "run")]
+    h = headline(trained, base, gold, 8, ProtocolSettings(n_boot=100))
+    assert (h["base_model"], h["base_best_budget"]) == ("base+prompt", 8)
+    assert h["base_spearman"] == round(max(p["spearman"] for p in base), 2)
+    tie = [dict(base[1], model="base"), dict(base[1], model="base+prompt")]
+    assert headline(trained, tie, gold, 8, ProtocolSettings(n_boot=10))["base_model"] == "base"  # first on a tie

@@ -155,3 +155,39 @@ def test_cli_protocol_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["eval", "protocol", "--datasets", "mnli"])
     assert "choose from" in capsys.readouterr().err
+
+
+def test_cli_protocol_matches_the_prompt_of_a_run_trained_with_another_instruction(
+    tmp_path, tiny_model_dir, trained_run, monkeypatch, capsys
+):
+    """A run trained with its own instruction is compared with the base under the default instruction *and* under
+    the run's instruction (`base+prompt`); the bar is the best of both. The run holds the base weights, so its sweep
+    must equal base+prompt's exactly, and differ from the default-prompt base (the prompt is in the hidden states)."""
+    monkeypatch.delenv(devsets.SHARED_ENV, raising=False)
+    monkeypatch.setattr(devsets, "DEFAULT_SHARED", tmp_path / "absent")
+    meta = {"max_rationale_tokens": 3, "pooling": "mean", "instruction": "Paraphrase the text."}
+    (trained_run / "grace_config.json").write_text(json.dumps(meta))
+    prefix = tmp_path / "proto"
+    argv = ["eval", "protocol", "--base", str(tiny_model_dir), "--trained", str(trained_run), "--budgets", "0,2"]
+    argv += ["--limit", "10", "--bootstrap", "50", "--cache-dir", str(tmp_path / "cache"), "--out", str(prefix)]
+    argv += ["--datasets", "stsb-dev"]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "base+prompt: the base model with a trained run's instruction: 'Paraphrase the text.'" in out
+    results = json.loads(prefix.with_suffix(".json").read_text())
+    base, prompted, trained = results["models"]
+    assert (base["label"], prompted["label"], trained["label"]) == ("base", "base+prompt", "run_seed1")
+    assert (
+        prompted["role"] == "base" and prompted["instruction"] == "Paraphrase the text." and "instruction" not in base
+    )
+    points = {m["label"]: m["results"]["stsb-dev"]["points"] for m in results["models"]}
+    assert points["base+prompt"] == points["run_seed1"]
+    assert [p["spearman"] for p in points["base+prompt"]] != [p["spearman"] for p in points["base"]]
+    (h,) = results["headlines"]
+    best = max((p["spearman"], m) for m in ("base", "base+prompt") for p in points[m])
+    assert (h["base_spearman"], h["base_model"]) == (round(best[0], 2), best[1])
+    # The base under the run's prompt has its own cache entry: a rerun reads all three sweeps back.
+    assert cli_main(argv) == 0
+    again = json.loads(prefix.with_suffix(".json").read_text())
+    assert all(r["cached"] for m in again["models"] for r in m["results"].values())
+    assert [m["results"]["stsb-dev"]["points"] for m in again["models"]] == list(points.values())
