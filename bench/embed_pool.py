@@ -57,6 +57,7 @@ def recipe(overrides: list[str]):
 
     out = f"/tmp/grace-bench-embed-pool-{os.getpid()}"
     base = ["--config", str(RECIPE), "--output_dir", out, "--eval_sts_path", "null", "--rationale_log", "false"]
+    base += ["--use_peft", "true"]  # the pool syncs a LoRA adapter here (the CPU recipe fine-tunes every weight)
     return parse_recipe([*base, *overrides])
 
 

@@ -10,6 +10,15 @@ DEFAULT_INSTRUCTION = (
     "sentence."
 )
 
+# The shipped recipes' instruction (configs/grace_smollm2_cpu.yaml, configs/grace_unsup_smollm2_cpu.yaml): a rationale
+# that restates the text in other words is an "echo" of it (its states attend to the whole text), where the default
+# instruction's free analysis drifts into invented detail. Measured in docs/recipes.md ("The paraphrasing
+# instruction"); the evaluation protocol also scores the base model under it (matched prompts).
+PARAPHRASE_INSTRUCTION = (
+    "Paraphrase the text in your own words, then paraphrase it again in different words, repeating its meaning "
+    "several times."
+)
+
 
 @dataclass(frozen=True)
 class RationaleTemplate:
