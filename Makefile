@@ -2,9 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/grace_smollm2_cpu.yaml
-# torch/OpenMP threads of the demo: one per core (at most 8). Measured on a quiet 2-core box, 4 demo steps: 18.0 s per
-# step with 2 threads, 29.5 s with 1. On a box shared with other work, threads beyond the free cores wait on each
-# other (steps up to 14x slower were seen so): there use `make demo THREADS=1`.
+# torch/OpenMP threads of the demo: one per core (at most 8). Measured 2026-12-05, 20 demo steps: 10.7 s per step with
+# 2 threads on a quiet 2-core box, 21.3 s with 1 thread beside another 1-thread job. On a box shared with other work,
+# threads beyond the free cores wait on each other (steps up to 14x slower were seen so): there use `make demo THREADS=1`.
 THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 8 ] && n=8; echo $$n)
 
 .PHONY: setup demo test test-slow test-ray test-faults test-multiproc lint format
