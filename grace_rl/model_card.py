@@ -95,6 +95,12 @@ def _recipe_lines(script_args: Any, training_args: Any, model_args: Any) -> list
     ]
 
 
+def bar_note(headline: dict[str, Any]) -> str:
+    """`, default instruction` when a run's headline bar is the base under the default instruction rather than the
+    recipe's own (matched prompts, `grace_rl.train._headline`); empty otherwise."""
+    return ", default instruction" if headline.get("base_model", "base") != "base" else ""
+
+
 def model_card(summary: dict[str, Any], script_args: Any, training_args: Any, model_args: Any) -> str:
     """The text of the run directory's `README.md`: recipe, data, steps, quality table and how to embed.
 
@@ -139,10 +145,9 @@ def model_card(summary: dict[str, Any], script_args: Any, training_args: Any, mo
             lines += [f"Base model with the default instruction (also a candidate for the bar): {budgets}."]
         h = summary.get("headline")
         if h:
-            note = ", default instruction" if h.get("base_model", "base") != "base" else ""
             lines += [
                 f"Headline (trained at {h['training_budget']} tokens minus the base at its best budget, "
-                f"{h['base_best_budget']} tokens{note}): {h['difference']:+.2f} [{h['ci_low']:+.2f}, "
+                f"{h['base_best_budget']} tokens{bar_note(h)}): {h['difference']:+.2f} [{h['ci_low']:+.2f}, "
                 f"{h['ci_high']:+.2f}] "
                 f"(paired 95% bootstrap over {h['n']} pairs; one seed, one sample: see the project's "
                 "`grace-rl eval protocol` for the full dev sets)."

@@ -62,16 +62,12 @@ def print_next_steps(summary: dict[str, Any]) -> None:
         print(f"  (or run `. {_shell_path(activate)}` once in a shell, then plain `grace-rl ...`)")
 
 
-def _instruction_note(headline: dict[str, Any]) -> str:
-    """`, default instruction` when the bar is the base under the default instruction instead of the recipe's."""
-    return ", default instruction" if headline.get("base_model", "base") != "base" else ""
-
-
 def run_training(argv: list[str]) -> dict[str, Any]:
     """Parse a recipe plus overrides with `trl.TrlParser` and train; prints the summary and where to look next."""
     from grace_rl.known_warnings import silence_known_warnings
 
     silence_known_warnings()
+    from grace_rl.model_card import bar_note
     from grace_rl.train import main, parse_args
 
     summary = main(*parse_args(argv))
@@ -93,7 +89,7 @@ def run_training(argv: list[str]) -> dict[str, Any]:
         h = summary["headline"]
         print(
             f"  headline (trained at {h['training_budget']} tokens minus base at its best budget, "
-            f"{h['base_best_budget']} tokens{_instruction_note(h)}): {h['trained_spearman']} - {h['base_spearman']} = "
+            f"{h['base_best_budget']} tokens{bar_note(h)}): {h['trained_spearman']} - {h['base_spearman']} = "
             f"{h['difference']:+.2f} [{h['ci_low']:+.2f}, {h['ci_high']:+.2f}] (paired 95% bootstrap)"
         )
     print_next_steps(summary)

@@ -311,6 +311,14 @@ def run_instruction(run_dir: str | Path) -> str:
     return value if isinstance(value, str) and value else DEFAULT_INSTRUCTION
 
 
+def _unique(label: str, labels: set[str]) -> str:
+    """`label`, primed until it is not in `labels`; added to `labels`."""
+    while label in labels:
+        label += "'"
+    labels.add(label)
+    return label
+
+
 def model_specs(base: str, trained: Sequence[str | Path]) -> list[ModelSpec]:
     """The base model (default instruction); the base model again under each other instruction the trained runs
     were trained with (`base+prompt`, numbered when there are several: matched prompts); then each trained run
@@ -319,19 +327,13 @@ def model_specs(base: str, trained: Sequence[str | Path]) -> list[ModelSpec]:
 
     specs = [ModelSpec("base", str(base), "base")]
     labels = {"base"}
-    runs = []
-    for run in trained:
-        label = Path(run).resolve().name or str(run)
-        while label in labels:
-            label += "'"
-        labels.add(label)
-        runs.append(ModelSpec(label, str(run), "trained", training_budget(run)))
+    runs = [
+        ModelSpec(_unique(Path(run).resolve().name or str(run), labels), str(run), "trained", training_budget(run))
+        for run in trained
+    ]
     prompts = [p for p in dict.fromkeys(run_instruction(s.path) for s in runs) if p != DEFAULT_INSTRUCTION]
     for i, prompt in enumerate(prompts, start=1):
-        label = "base+prompt" if len(prompts) == 1 else f"base+prompt{i}"
-        while label in labels:
-            label += "'"
-        labels.add(label)
+        label = _unique("base+prompt" if len(prompts) == 1 else f"base+prompt{i}", labels)
         specs.append(ModelSpec(label, str(base), "base", instruction=prompt))
     return specs + runs
 
@@ -417,6 +419,11 @@ def with_intervals(points: Sequence[dict[str, Any]], gold: np.ndarray, settings:
     return rows
 
 
+def best_point(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The point with the highest Spearman: the bar. On a tie the smaller budget, then the first listed."""
+    return max(sorted(points, key=lambda p: p["budget"]), key=lambda p: p["spearman"])
+
+
 def headline(
     trained_points: Sequence[dict[str, Any]],
     base_points: Sequence[dict[str, Any]],
@@ -433,7 +440,7 @@ def headline(
     trained = next((p for p in trained_points if p["budget"] == budget), None)
     if trained is None:
         raise ValueError(f"The trained sweep has no budget {budget}; include it in the budgets.")
-    best = max(sorted(base_points, key=lambda p: p["budget"]), key=lambda p: p["spearman"])  # stable: first on a tie
+    best = best_point(base_points)
     ci = paired_difference_interval(
         np.asarray(trained["cosines"]),
         np.asarray(best["cosines"]),

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from grace_rl.eval.protocol import best_point
+
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub-flavoured markdown table with padded columns."""
@@ -41,10 +43,13 @@ def _dataset_lines(results: dict[str, Any]) -> list[str]:
 def _base_bar(results: dict[str, Any], dataset: str) -> tuple[str, int]:
     """(label, budget) of the best base point on `dataset` over every base variant (the protocol's bar)."""
     points = [
-        (m["label"], p) for m in results["models"] if m["role"] == "base" for p in m["results"][dataset]["points"]
+        {**p, "model": m["label"]}
+        for m in results["models"]
+        if m["role"] == "base"
+        for p in m["results"][dataset]["points"]
     ]
-    label, best = max(sorted(points, key=lambda lp: lp[1]["budget"]), key=lambda lp: lp[1]["spearman"])
-    return label, best["budget"]
+    best = best_point(points)
+    return best["model"], best["budget"]
 
 
 def _budget_table(results: dict[str, Any], dataset: str) -> str:
