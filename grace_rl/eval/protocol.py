@@ -288,15 +288,30 @@ class ModelSpec:
     instruction: str | None = None
 
 
-def training_budget(run_dir: str | Path) -> int:
-    """The rationale budget a GRACE run trained with (`max_rationale_tokens` of its `grace_config.json`)."""
+def _run_config(run_dir: str | Path) -> tuple[Path, dict[str, Any] | None]:
+    """(path, parsed `grace_config.json` of a GRACE run, or None when the file is missing); a file that is not a JSON
+    object is an error naming it."""
     meta = Path(run_dir) / GRACE_META
     if not meta.is_file():
+        return meta, None
+    try:
+        config = json.loads(meta.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{meta}: not valid JSON ({err}); fix or remove the file.") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{meta}: expected a JSON object, got {type(config).__name__}; fix the file.")
+    return meta, config
+
+
+def training_budget(run_dir: str | Path) -> int:
+    """The rationale budget a GRACE run trained with (`max_rationale_tokens` of its `grace_config.json`)."""
+    meta, config = _run_config(run_dir)
+    if config is None:
         raise FileNotFoundError(
             f"{meta} not found: a trained model must be a GRACE output directory (training writes {GRACE_META}); "
             "train first or fix the path."
         )
-    value = json.loads(meta.read_text(encoding="utf-8")).get("max_rationale_tokens")
+    value = config.get("max_rationale_tokens")
     if not isinstance(value, int) or value < 0:
         raise ValueError(f"{meta}: max_rationale_tokens must be an integer >= 0, got {value!r}; fix the file.")
     return value
@@ -306,9 +321,13 @@ def run_instruction(run_dir: str | Path) -> str:
     """The rationale instruction a GRACE run trained with (its `grace_config.json`; the default when not recorded)."""
     from grace_rl.prompts import DEFAULT_INSTRUCTION
 
-    meta = Path(run_dir) / GRACE_META
-    value = json.loads(meta.read_text(encoding="utf-8")).get("instruction") if meta.is_file() else None
-    return value if isinstance(value, str) and value else DEFAULT_INSTRUCTION
+    meta, config = _run_config(run_dir)
+    value = (config or {}).get("instruction")
+    if value is None:
+        return DEFAULT_INSTRUCTION
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{meta}: instruction must be a non-empty string, got {value!r}; fix the file.")
+    return value
 
 
 def _unique(label: str, labels: set[str]) -> str:

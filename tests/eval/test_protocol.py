@@ -18,6 +18,7 @@ from grace_rl.eval.protocol import (
     model_specs,
     normalise,
     paired_difference_interval,
+    run_instruction,
     spearman,
     spearman_interval,
     training_budget,
@@ -156,6 +157,28 @@ def test_training_budget_errors(tmp_path):
     (tmp_path / "grace_config.json").write_text(json.dumps({"max_rationale_tokens": "32"}))
     with pytest.raises(ValueError, match="max_rationale_tokens"):
         training_budget(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["{bad", "[1]"])
+def test_a_run_config_that_is_not_a_json_object_is_an_error_naming_the_file(tmp_path, text):
+    (tmp_path / "grace_config.json").write_text(text)
+    for read in (training_budget, run_instruction):
+        with pytest.raises(ValueError, match=r"grace_config\.json: (not valid JSON|expected a JSON object)"):
+            read(tmp_path)
+
+
+def test_run_instruction_default_when_unrecorded_and_an_error_when_not_a_string(tmp_path):
+    from grace_rl.prompts import DEFAULT_INSTRUCTION
+
+    assert run_instruction(tmp_path) == DEFAULT_INSTRUCTION  # no grace_config.json
+    (tmp_path / "grace_config.json").write_text(json.dumps({"max_rationale_tokens": 8}))
+    assert run_instruction(tmp_path) == DEFAULT_INSTRUCTION
+    (tmp_path / "grace_config.json").write_text(json.dumps({"instruction": "Restate it."}))
+    assert run_instruction(tmp_path) == "Restate it."
+    for bad in (7, "  "):
+        (tmp_path / "grace_config.json").write_text(json.dumps({"instruction": bad}))
+        with pytest.raises(ValueError, match="instruction must be a non-empty string"):
+            run_instruction(tmp_path)
 
 
 def _training_dir(tmp_path: Path) -> Path:
