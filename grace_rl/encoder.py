@@ -38,9 +38,14 @@ def echo_requests(embedder: Embedder, texts: Sequence[str]) -> list[EmbedRequest
     return requests
 
 
-def save_grace_meta(output_dir: str | Path, instruction: str, pooling: str, max_rationale_tokens: int) -> None:
-    """Record how the model was trained to embed, so ``from_pretrained`` uses the same template and pooling."""
+def save_grace_meta(
+    output_dir: str | Path, instruction: str, pooling: str, max_rationale_tokens: int, embedding: str | None = None
+) -> None:
+    """Record how the model was trained to embed, so ``from_pretrained`` uses the same template and pooling
+    (``embedding``: recorded when given, see :data:`EMBEDDINGS`; ``plain`` for a plain-text contrastive model)."""
     meta = {"instruction": instruction, "pooling": pooling, "max_rationale_tokens": max_rationale_tokens}
+    if embedding is not None:
+        meta["embedding"] = embedding
     atomic_write(Path(output_dir, GRACE_META), json.dumps(meta, indent=2) + "\n")
 
 
