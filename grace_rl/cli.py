@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "grace_rl.commands.train",
     "grace_rl.commands.encode_eval",
     "grace_rl.commands.inspect_report",
+    "grace_rl.commands.baseline",
 ]
 
 

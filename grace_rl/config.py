@@ -98,6 +98,10 @@ class GraceConfig(GRPOConfig):
             with gradient, added to the GRPO loss: `-log softmax_tau(cos(e_i, .))[positive]` over the reward's
             anchors (detached) and in-batch/hard negatives. 0 = pure GRACE (the policy learns only through rewards);
             > 0 also trains the representation directly, as SimCSE/GIRCSE do (see docs/recipes.md).
+        policy_loss_weight (`float`): weight (>= 0) of TRL's GRPO loss (the policy gradient through the rationales,
+            with its KL term when `beta > 0`) in the training loss; 1 = as TRL computes it. 0 switches the policy
+            gradient off: the rationales are still sampled and rewarded (the reward supplies the embedding loss's
+            anchors), and only the embedding loss trains (needs `embedding_loss_weight > 0`; docs/ablations.md).
         embedding_loss_prefixes (`list[float]` or `None`): fractions in `(0, 1]`, increasing, ending at 1.0: the
             embedding loss is averaged over these prefixes of each rollout's rationale (GIRCSE's stepwise loss, pooled
             from the same forward pass); `None` = the whole rationale only. Needs `embedding_loss_weight > 0`.
@@ -229,6 +233,10 @@ class GraceConfig(GRPOConfig):
         default=0.0,
         metadata={"help": "Weight of a direct InfoNCE loss on the rollouts' pooled embeddings (0 = pure GRACE)."},
     )
+    policy_loss_weight: float = field(
+        default=1.0,
+        metadata={"help": "Weight of TRL's GRPO loss (0 = policy gradient off: the embedding loss alone trains)."},
+    )
     embedding_loss_prefixes: list[float] | None = field(
         default=None,
         metadata={"help": "Rationale fractions the embedding loss is averaged over (stepwise; must end at 1.0)."},
@@ -321,6 +329,16 @@ class GraceConfig(GRPOConfig):
         if not (math.isfinite(self.embedding_loss_weight) and self.embedding_loss_weight >= 0):
             raise ValueError(
                 f"embedding_loss_weight must be finite and >= 0 (0 = pure GRACE), got {self.embedding_loss_weight}."
+            )
+        if not (math.isfinite(self.policy_loss_weight) and self.policy_loss_weight >= 0):
+            raise ValueError(
+                f"policy_loss_weight must be finite and >= 0 (1 = TRL's GRPO loss, 0 = off), got "
+                f"{self.policy_loss_weight}."
+            )
+        if self.policy_loss_weight == 0 and self.embedding_loss_weight == 0:
+            raise ValueError(
+                "policy_loss_weight and embedding_loss_weight are both 0: nothing would train. Set policy_loss_weight "
+                "> 0 (GRPO) or embedding_loss_weight > 0 (the embedding loss alone)."
             )
         self._check_embedding_loss_prefixes()
         if self.anchor_mode not in ANCHOR_MODES:

@@ -20,15 +20,32 @@ logger = logging.getLogger(__name__)
 
 GRACE_META = "grace_config.json"
 
+# How a text is embedded inside the chat template: `rationale` (GRACE: a generated rationale of the budget, 0 = the
+# text alone) or `echo` (the text again in the rationale slot, no generation). A `grace_config.json` may also say
+# `plain` (the text without any template: a sentence-transformers model, `grace_rl.contrastive`), which this class
+# does not do.
+EMBEDDINGS = ("rationale", "echo")
+
+
+def echo_requests(embedder: Embedder, texts: Sequence[str]) -> list[EmbedRequest]:
+    """Echo embeddings (Springer et al., 2024, "Repetition improves language model embeddings"): each text's rationale
+    slot holds the text's own tokens again (as tokenised inside its prompt, after `max_text_tokens` fitting), so mean
+    pooling over text + "rationale" gives every pooled echo token a view of the whole text. No generation."""
+    requests = []
+    for text in texts:
+        prompt = embedder.prompt_tokens(text)
+        requests.append(EmbedRequest(text, prompt.ids[prompt.start : prompt.end]))
+    return requests
+
 
 def save_grace_meta(
     output_dir: str | Path, instruction: str, pooling: str, max_rationale_tokens: int, **extra: object
 ) -> None:
     """Record how the model was trained to embed, so ``from_pretrained`` uses the same template and pooling.
 
-    ``extra`` keys are written too (``None`` values are left out): ``max_text_tokens``, and for a frozen-embedder run
-    ``reward_embedder`` (``frozen`` or a sentence-transformers directory) and ``embedder_model`` (the frozen policy's
-    starting model)."""
+    ``extra`` keys are written too (``None`` values are left out): ``embedding`` (see :data:`EMBEDDINGS`; ``plain``
+    for a plain-text contrastive model), ``max_text_tokens``, and for a frozen-embedder run ``reward_embedder``
+    (``frozen`` or a sentence-transformers model) and ``embedder_model`` (the frozen policy's starting model)."""
     meta = {"instruction": instruction, "pooling": pooling, "max_rationale_tokens": max_rationale_tokens}
     meta.update({k: v for k, v in extra.items() if v is not None})
     atomic_write(Path(output_dir, GRACE_META), json.dumps(meta, indent=2) + "\n")
@@ -64,6 +81,9 @@ class GraceEncoder:
         max_text_tokens: input-text tokens kept (a longer text is cut at its end).
         frozen_embedder: an embedding pool that embeds text + rationale instead of the model itself (a frozen-embedder
             run: ``rollout.frozen``); the model then only writes the rationales.
+        embedding: `rationale` (generate, the default) or `echo` (:func:`echo_requests`: the text repeated in the
+            rationale slot, pooled the same way; no generation, so budgets, temperature and rationale counts do not
+            apply; `pooling="rationale_only"` pools the repeat alone, as Springer et al. do).
     """
 
     def __init__(
@@ -75,7 +95,10 @@ class GraceEncoder:
         max_rationale_tokens: int = 32,
         max_text_tokens: int = 512,
         frozen_embedder=None,
+        embedding: str = "rationale",
     ) -> None:
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}.")
         self.model = model
         self.tokenizer = tokenizer
         self.pooling = pooling
@@ -83,6 +106,7 @@ class GraceEncoder:
         self.instruction = instruction
         self.embedder = Embedder(model, tokenizer, RationaleTemplate(instruction), max_text_tokens=max_text_tokens)
         self.frozen_embedder = frozen_embedder
+        self.embedding = embedding
 
     @classmethod
     def from_pretrained(
@@ -91,16 +115,25 @@ class GraceEncoder:
         trust_remote_code: bool = False,
         merge_lora: bool = True,
         instruction: str | None = None,
+        embedding: str | None = None,
     ) -> GraceEncoder:
         """Load the default id, any local HF model directory, or a GRACE output directory (merged or LoRA adapter).
 
         ``instruction`` overrides the rationale instruction (default: the one the run trained with, from its
         ``grace_config.json``, else :data:`DEFAULT_INSTRUCTION`), e.g. to evaluate a base model under a trained
-        run's prompt."""
+        run's prompt. ``embedding`` overrides the way texts are embedded (:data:`EMBEDDINGS`; default: the
+        ``embedding`` of ``grace_config.json``, else ``rationale``)."""
         path = Path(name_or_path).expanduser()
         meta = {}
         if path.is_dir() and (path / GRACE_META).is_file():
             meta = json.loads((path / GRACE_META).read_text(encoding="utf-8"))
+        embedding = embedding if embedding is not None else meta.get("embedding", "rationale")
+        if embedding not in EMBEDDINGS:
+            raise ValueError(
+                f"{path / GRACE_META} says embedding {embedding!r}: a plain-text sentence-transformers model "
+                "(grace_rl.contrastive); load it with sentence_transformers.SentenceTransformer, or pass "
+                f"embedding= one of {EMBEDDINGS} to embed it inside the chat template."
+            )
         if path.is_dir() and (path / "adapter_config.json").is_file():
             from peft import PeftConfig, PeftModel
 
@@ -130,6 +163,7 @@ class GraceEncoder:
             max_rationale_tokens=int(meta.get("max_rationale_tokens", 32)),
             max_text_tokens=max_text_tokens,
             frozen_embedder=frozen,
+            embedding=embedding,
         )
 
     def encode(
@@ -150,7 +184,8 @@ class GraceEncoder:
         while generating (:meth:`rollout.embedder.Embedder.encode`; texts batched by prompt length, input order
         kept). ``max_rationale_tokens=0`` pools the text alone; ``num_rationales > 1`` samples several rationales in
         the same ``generate`` call (at ``temperature``, which must then be > 0) and averages their embeddings.
-        Greedy (``temperature=0``) is deterministic.
+        Greedy (``temperature=0``) is deterministic. With ``embedding="echo"`` no rationale is written: one forward
+        pass pools the text and its repeat (:func:`echo_requests`); the budget and temperature are ignored.
         """
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
@@ -163,6 +198,10 @@ class GraceEncoder:
             requests = [EmbedRequest(t, r) for t, r in zip(per_text, rationale_ids, strict=True)]
             emb = self.frozen_embedder.embed(requests, pooling or self.pooling)  # (N * R, H), normalised
             return self._finish(emb, rationale_ids, len(texts), num_rationales, normalize, single, return_rationales)
+        if self.embedding == "echo":
+            return self._encode_echo(
+                texts, batch_size, pooling, normalize, show_progress_bar, single, return_rationales
+            )
         emb, rationale_ids = self.embedder.encode(
             texts,
             budget,
@@ -193,6 +232,10 @@ class GraceEncoder:
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         budget = self._check(max_rationale_tokens, num_rationales, temperature, batch_size)
+        if self.embedding == "echo":
+            return self._encode_echo(
+                texts, batch_size, pooling, normalize, show_progress_bar, single, return_rationales
+            )
         rationale_ids = self.embedder.generate_rationales(
             texts, budget, temperature, num_rationales, batch_size=batch_size, show_progress_bar=show_progress_bar
         )
@@ -209,7 +252,31 @@ class GraceEncoder:
         """The rationale budget to use; refuses settings that cannot work (see `check_encode_options`)."""
         budget = self.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
         check_encode_options(budget, num_rationales, temperature, batch_size)
+        if self.embedding == "echo" and num_rationales != 1:
+            raise ValueError(f"Echo embeddings write no rationale: num_rationales must be 1, got {num_rationales}.")
         return budget
+
+    def _encode_echo(
+        self,
+        texts: list[str],
+        batch_size: int,
+        pooling: str | None,
+        normalize: bool,
+        show_progress_bar: bool,
+        single: bool,
+        return_rationales: bool,
+    ) -> np.ndarray | tuple[np.ndarray, list[list[str]]]:
+        """One forward pass per batch over prompt + the text again (:func:`echo_requests`); no ``generate``."""
+        requests = echo_requests(self.embedder, texts)
+        emb = self.embedder.embed(
+            requests,
+            pooling=pooling or self.pooling,
+            batch_size=batch_size,
+            normalize=normalize,
+            show_progress_bar=show_progress_bar,
+        )  # (N, H)
+        echoes = [r.rationale_ids for r in requests]
+        return self._finish(emb, echoes, len(texts), 1, normalize, single, return_rationales)
 
     def _finish(
         self,

@@ -434,10 +434,14 @@ class GraceTrainer(GRPOTrainer):
         return {"grace_index": index, "grace_text_mask": text_mask, "grace_rationale_mask": rationale_mask}
 
     def _compute_loss(self, model, inputs):
-        if self.args.embedding_loss_weight <= 0 or "grace_index" not in inputs or not self.model.training:
+        """TRL's GRPO loss times `policy_loss_weight` (evaluation: TRL's loss as it is), plus the embedding loss
+        (`embedding_loss_weight > 0`) pooled from the same forward pass."""
+        if not self.model.training:
             return super()._compute_loss(model, inputs)
+        if self.args.embedding_loss_weight <= 0 or "grace_index" not in inputs:
+            return self.args.policy_loss_weight * super()._compute_loss(model, inputs)
         with GradCapture(backbone_of(self.model)) as capture:
-            loss = super()._compute_loss(model, inputs)
+            policy = self.args.policy_loss_weight * super()._compute_loss(model, inputs)
         hidden = torch.cat(capture.chunks, dim=0)  # (n, P + C, H)
         text = torch.cat([inputs["grace_text_mask"], torch.zeros_like(inputs["completion_mask"])], dim=1)
         rationale = torch.cat([torch.zeros_like(inputs["prompt_mask"]), inputs["grace_rationale_mask"]], dim=1)
@@ -451,7 +455,8 @@ class GraceTrainer(GRPOTrainer):
             self.args.embedding_loss_prefixes,
         )
         self.log_metric("grace/embedding_loss", float(aux.detach()))
-        return loss + self.args.embedding_loss_weight * aux / self.current_gradient_accumulation_steps
+        self.log_metric("grace/policy_loss", float(policy.detach()))  # weighted: exactly 0 when switched off
+        return policy + self.args.embedding_loss_weight * aux / self.current_gradient_accumulation_steps
 
     def _log_rationales(self, advantages: list[float]) -> None:
         records = self.grace_reward.last_records

@@ -205,7 +205,7 @@ class Embedder:
             out.append(int(token))
         return out
 
-    def _batch(self, requests: Sequence[EmbedRequest]) -> dict[str, torch.Tensor]:
+    def batch(self, requests: Sequence[EmbedRequest]) -> dict[str, torch.Tensor]:
         """Right-padded input ids with text and rationale masks. Shapes ``(B, T)``."""
         rows = []
         for req in requests:
@@ -254,7 +254,7 @@ class Embedder:
         with eval_mode(self.model):
             for s in tqdm(starts, desc="Embedding", disable=not show_progress_bar, unit="batch"):
                 idx = order[s : s + batch_size]
-                batch = self._batch([requests[i] for i in idx])
+                batch = self.batch([requests[i] for i in idx])
                 hidden = backbone(
                     input_ids=batch["input_ids"].to(self.device),
                     attention_mask=batch["attention_mask"].to(self.device),

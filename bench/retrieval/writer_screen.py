@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -35,7 +36,8 @@ def main() -> None:
     parser.add_argument("--encoder", default="all-minilm-l6-v2")
     parser.add_argument("--only", nargs="*", default=list(INSTRUCTIONS))
     args = parser.parse_args()
-    rows = [json.loads(line) for line in open("data/scifact/train.jsonl", encoding="utf-8")][: args.claims]
+    lines = Path("data/scifact/train.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines][: args.claims]
     corpus = read_texts("data/scifact/train_corpus.jsonl")
     ids = list(corpus)
     qrels = {r["id"]: dict.fromkeys(r["positive_ids"], 1) for r in rows}

@@ -27,7 +27,8 @@ def _encoder(args: argparse.Namespace):
     temperature = 0.0 if args.temperature is None else args.temperature  # None: the command picks its default
     check_encode_options(args.max_rationale_tokens, args.num_rationales, temperature, args.batch_size)  # fail fast
 
-    return GraceEncoder.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    embedding = "echo" if getattr(args, "echo", False) else None  # `encode --echo`; else the model's own
+    return GraceEncoder.from_pretrained(args.model, trust_remote_code=args.trust_remote_code, embedding=embedding)
 
 
 def _add_encode_options(p: argparse.ArgumentParser) -> None:
@@ -268,10 +269,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "grace-rl encode --input texts.txt --output emb.npy",
             "grace-rl encode --model runs/grace_smollm2_cpu --input texts.txt --output emb.npy",
             "echo 'A man plays a guitar' | grace-rl encode --model runs/grace_smollm2_cpu --input - --output emb.npy",
+            "grace-rl encode --input texts.txt --output emb.npy --echo   # the text repeated, no generation",
         ),
     )
     enc.add_argument("--input", required=True, help="Text file, one text per line ('-' reads standard input).")
     enc.add_argument("--output", required=True, help="Output .npy path: a float32 (texts, hidden size) array.")
+    enc.add_argument(
+        "--echo",
+        action="store_true",
+        help="Echo embeddings: the text repeated in the rationale slot instead of a generated rationale (no "
+        "generation; --max-rationale-tokens and --temperature do not apply; docs/ablations.md).",
+    )
     _add_encode_options(enc)
     enc.set_defaults(func=cmd_encode)
 

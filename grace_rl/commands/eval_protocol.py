@@ -48,6 +48,12 @@ def add_protocol_options(p: argparse.ArgumentParser, out_default: str = "eval_pr
     )
     p.add_argument("--base", default=DEFAULT_MODEL_ID, help="Base model: the default id or a local HF dir.")
     p.add_argument(
+        "--base-echo",
+        action="store_true",
+        help="Also evaluate each base variant with echo embeddings (the text repeated, no rationale); they join the "
+        "bar (docs/ablations.md).",
+    )
+    p.add_argument(
         "--datasets", type=_datasets, default=list(DEV_SET_NAMES), help=f"Any of {','.join(DEV_SET_NAMES)}."
     )
     p.add_argument(
@@ -105,7 +111,7 @@ def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
 
     if args.bootstrap < 1:
         raise ValueError(f"--bootstrap must be >= 1, got {args.bootstrap}.")
-    specs = model_specs(args.base, args.trained)  # a bad run dir fails before any data is read
+    specs = model_specs(args.base, args.trained, args.base_echo)  # a bad run dir fails before any data is read
     samples = None
     if args.samples is not None:
         samples = SampleSettings(
@@ -125,7 +131,7 @@ def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
         cache_dir=None if args.no_cache else (args.cache_dir or cache_root() / "protocol"),
         trust_remote_code=args.trust_remote_code,
     )
-    results = run_protocol(args.base, args.trained, devsets, settings, samples)
+    results = run_protocol(args.base, args.trained, devsets, settings, samples, args.base_echo)
     files = write_report(results, args.out)
     print(format_report(results))
     print("wrote " + " and ".join(files.values()))
@@ -148,6 +154,7 @@ def add_parser(tasks: argparse._SubParsersAction) -> None:
             "grace-rl eval protocol --trained RUN_A RUN_B --datasets stsb-dev --limit 200",
             "grace-rl eval protocol --trained runs/grace_smollm2_cpu --budgets 0,8,16,32,64 --out runs/quality",
             "grace-rl eval protocol --trained RUN_A RUN_B --datasets stsb-dev --samples 1,2,4,8  # + averaging",
+            "grace-rl eval protocol --trained runs/baseline/plain_s0 RUN --base-echo   # baseline + echo rungs",
         ),
     )
     add_protocol_options(p)

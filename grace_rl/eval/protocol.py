@@ -13,7 +13,11 @@
    the base model at the base model's best budget, with the paired interval (:func:`headline`).
 5. **Matched prompts**: the base model is evaluated with the default instruction and, when a trained run was trained
    with another instruction, also with that run's instruction (`base+prompt`); the bar is the best base point over
-   both, so a gain that comes from a better prompt alone is not counted (:func:`model_specs`).
+   both, so a gain that comes from a better prompt alone is not counted (:func:`model_specs`). With `base_echo` the
+   base model's echo embeddings (the text repeated instead of a rationale) join the bar too (`base+echo`).
+6. **Embeddings without a rationale**: a model spec's `embedding` is `rationale` (GRACE: generated, swept over the
+   budgets), `echo` or `plain` (a sentence-transformers model on the text alone, e.g. `grace-rl baseline`); the last
+   two do not depend on the budget, so they are encoded once and the same cosines stand at every budget.
 
 Sweeps are cached as JSON, keyed by the model (path, GRACE config, weight digests: a retrained adapter is a new key),
 the digest of the pairs and the budgets (:mod:`grace_rl.eval.protocol_cache`), so the base model is evaluated once per
@@ -276,16 +280,21 @@ class ProtocolSettings:
     show_progress_bar: bool = True
 
 
+EMBEDDINGS = ("rationale", "echo", "plain")  # see the module docstring, 6.
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A model in the comparison: `role` is `base` or `trained` (then `training_budget` is set); `instruction`
-    overrides the model's own rationale instruction (its run's, else the default)."""
+    overrides the model's own rationale instruction (its run's, else the default); `embedding` is one of
+    :data:`EMBEDDINGS`."""
 
     label: str
     path: str
     role: str
     training_budget: int | None = None
     instruction: str | None = None
+    embedding: str = "rationale"
 
 
 def _run_config(run_dir: str | Path) -> tuple[Path, dict[str, Any] | None]:
@@ -303,8 +312,28 @@ def _run_config(run_dir: str | Path) -> tuple[Path, dict[str, Any] | None]:
     return meta, config
 
 
+def _is_sentence_transformers(run_dir: str | Path) -> bool:
+    """A sentence-transformers directory (`modules.json`) without a `grace_config.json`: a plain model at budget 0."""
+    return (Path(run_dir) / "modules.json").is_file() and not (Path(run_dir) / GRACE_META).is_file()
+
+
+def run_embedding(run_dir: str | Path) -> str:
+    """How a trained model embeds: the `embedding` of its `grace_config.json` (default `rationale`), `plain` for a
+    sentence-transformers directory without one."""
+    if _is_sentence_transformers(run_dir):
+        return "plain"
+    meta, config = _run_config(run_dir)
+    value = (config or {}).get("embedding", "rationale")
+    if value not in EMBEDDINGS:
+        raise ValueError(f"{meta}: embedding must be one of {EMBEDDINGS}, got {value!r}; fix the file.")
+    return value
+
+
 def training_budget(run_dir: str | Path) -> int:
-    """The rationale budget a GRACE run trained with (`max_rationale_tokens` of its `grace_config.json`)."""
+    """The rationale budget a GRACE run trained with (`max_rationale_tokens` of its `grace_config.json`; 0 for a
+    sentence-transformers directory without one)."""
+    if _is_sentence_transformers(run_dir):
+        return 0
     meta, config = _run_config(run_dir)
     if config is None:
         raise FileNotFoundError(
@@ -338,22 +367,34 @@ def _unique(label: str, labels: set[str]) -> str:
     return label
 
 
-def model_specs(base: str, trained: Sequence[str | Path]) -> list[ModelSpec]:
+def model_specs(base: str, trained: Sequence[str | Path], base_echo: bool = False) -> list[ModelSpec]:
     """The base model (default instruction); the base model again under each other instruction the trained runs
-    were trained with (`base+prompt`, numbered when there are several: matched prompts); then each trained run
-    labelled by its directory name (made unique)."""
+    were trained with (`base+prompt`, numbered when there are several: matched prompts); with `base_echo`, each of
+    these base variants again with echo embeddings (`...+echo`); then each trained run (a GRACE run or a
+    sentence-transformers directory) labelled by its directory name (made unique)."""
     from grace_rl.prompts import DEFAULT_INSTRUCTION
 
     specs = [ModelSpec("base", str(base), "base")]
     labels = {"base"}
     runs = [
-        ModelSpec(_unique(Path(run).resolve().name or str(run), labels), str(run), "trained", training_budget(run))
+        ModelSpec(
+            _unique(Path(run).resolve().name or str(run), labels),
+            str(run),
+            "trained",
+            training_budget(run),
+            embedding=run_embedding(run),
+        )
         for run in trained
     ]
     prompts = [p for p in dict.fromkeys(run_instruction(s.path) for s in runs) if p != DEFAULT_INSTRUCTION]
     for i, prompt in enumerate(prompts, start=1):
         label = _unique("base+prompt" if len(prompts) == 1 else f"base+prompt{i}", labels)
         specs.append(ModelSpec(label, str(base), "base", instruction=prompt))
+    if base_echo:
+        specs += [
+            ModelSpec(_unique(f"{s.label}+echo", labels), s.path, "base", instruction=s.instruction, embedding="echo")
+            for s in list(specs)
+        ]
     return specs + runs
 
 
@@ -395,6 +436,41 @@ def sweep_pairs(
     ]
 
 
+def load_encoder(spec: ModelSpec, trust_remote_code: bool = False):
+    """What encodes `spec`'s texts: a `SentenceTransformer` for `plain`, else a `GraceEncoder` (echo or rationale)."""
+    if spec.embedding == "plain":
+        from grace_rl.contrastive import load_contrastive
+
+        return load_contrastive(spec.path, trust_remote_code=trust_remote_code)
+    from grace_rl.encoder import GraceEncoder
+
+    return GraceEncoder.from_pretrained(
+        spec.path, trust_remote_code=trust_remote_code, instruction=spec.instruction, embedding=spec.embedding
+    )
+
+
+def sweep_once(
+    encoder, pairs: Sequence[Pair], budgets: Sequence[int], batch_size: int = 32, show_progress_bar: bool = True
+) -> list[dict[str, Any]]:
+    """:func:`sweep_pairs` for an encoder that writes no rationale (echo, plain): one encoding, the same cosines at
+    every budget, 0 rationale tokens."""
+    a, b = [p.a for p in pairs], [p.b for p in pairs]
+    unique = list(dict.fromkeys(a + b))
+    row = {t: i for i, t in enumerate(unique)}
+    if hasattr(encoder, "embedder"):  # GraceEncoder
+        emb = encoder.encode(unique, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    else:  # SentenceTransformer
+        emb = encoder.encode(unique, batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to_numpy=True)
+    emb = np.asarray(emb, dtype=np.float64)  # (U, H)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)
+    cos = (emb[[row[t] for t in a]] * emb[[row[t] for t in b]]).sum(axis=1)  # (n,)
+    value = spearman(cos, np.array([p.score for p in pairs], dtype=np.float64))
+    return [
+        {"budget": t, "spearman": value, "mean_rationale_tokens": 0.0, "cosines": cos.tolist()}
+        for t in sorted(budgets)
+    ]
+
+
 def evaluate_model(
     spec: ModelSpec, devsets: Sequence[DevSet], budgets: Sequence[int], settings: ProtocolSettings
 ) -> dict[str, dict[str, Any]]:
@@ -406,20 +482,19 @@ def evaluate_model(
     out: dict[str, dict[str, Any]] = {}
     for ds in devsets:
         key = cache_key(spec.path, ds.digest, budgets, spec.instruction)
+        if spec.embedding != "rationale":
+            key["embedding"] = spec.embedding
         record = load_sweep(settings.cache_dir, key) if settings.cache_dir else None
         if record is not None:
             logger.info("%s on %s: cached sweep (%.1f s when computed)", spec.label, ds.name, record["seconds"])
             out[ds.name] = {**record, "cached": True}
             continue
         if encoder is None:
-            from grace_rl.encoder import GraceEncoder
-
-            encoder = GraceEncoder.from_pretrained(
-                spec.path, trust_remote_code=settings.trust_remote_code, instruction=spec.instruction
-            )
+            encoder = load_encoder(spec, settings.trust_remote_code)
         logger.info("%s on %s: %d pairs at budgets %s", spec.label, ds.name, len(ds.pairs), list(budgets))
         start = time.perf_counter()
-        points = sweep_pairs(encoder, ds.pairs, budgets, settings.batch_size, settings.show_progress_bar)
+        sweep = sweep_pairs if spec.embedding == "rationale" else sweep_once
+        points = sweep(encoder, ds.pairs, budgets, settings.batch_size, settings.show_progress_bar)
         record = {"key": key, "points": points, "seconds": round(time.perf_counter() - start, 1)}
         if settings.cache_dir:
             save_sweep(settings.cache_dir, record)
@@ -484,12 +559,13 @@ def run_protocol(
     devsets: Sequence[DevSet],
     settings: ProtocolSettings,
     samples: SampleSettings | None = None,
+    base_echo: bool = False,
 ) -> dict[str, Any]:
     """The whole protocol: every model at every budget on every dev set, intervals, and a headline per trained
     model and dev set; with `samples`, also the rationale-count sweep (:mod:`grace_rl.eval.protocol_samples`,
     under `"samples"`). Returns a JSON-able dict (see :mod:`grace_rl.eval.protocol_report` for the table and plot)."""
     start = time.perf_counter()
-    specs = model_specs(base, trained)
+    specs = model_specs(base, trained, base_echo)
     own = {s.training_budget for s in specs if s.training_budget is not None}
     if samples is not None:
         from grace_rl.eval.protocol_samples import sample_budget
@@ -506,6 +582,7 @@ def run_protocol(
             "role": s.role,
             "training_budget": s.training_budget,
             **({"instruction": s.instruction} if s.instruction is not None else {}),
+            **({"embedding": s.embedding} if s.embedding != "rationale" else {}),
             "results": {
                 ds.name: {
                     "points": with_intervals(sweeps[s.label][ds.name]["points"], ds.gold(), settings),

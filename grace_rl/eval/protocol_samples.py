@@ -79,7 +79,7 @@ def sample_budget(specs: Sequence[ModelSpec], samples: SampleSettings) -> int:
         raise ValueError("--samples-trained-only needs at least one --trained run (there is none to sample).")
     if samples.budget is not None:
         return samples.budget
-    own = sorted({s.training_budget for s in specs if s.training_budget is not None})
+    own = sorted({s.training_budget for s in specs if s.training_budget is not None and s.embedding == "rationale"})
     if len(own) != 1 or own[0] < 1:
         raise ValueError(
             f"The rationale-count sweep needs one budget for every model; the trained runs have training budgets "
@@ -214,8 +214,8 @@ def run_samples(
     budget = sample_budget(specs, samples)
     models, gains = [], []
     for spec in specs:
-        if spec.role == "base" and not samples.include_base:
-            continue
+        if (spec.role == "base" and not samples.include_base) or spec.embedding != "rationale":
+            continue  # echo / plain models write no rationale to sample
         sweeps = evaluate_samples(spec, devsets, budget, samples, settings)
         results = {}
         for ds in devsets:

@@ -52,6 +52,11 @@ class PrefixRationaleEncoder:
     """
 
     def __init__(self, encoder, max_budget: int, budgets: Sequence[int] | None = None) -> None:
+        if getattr(encoder, "embedding", "rationale") != "rationale":
+            raise ValueError(
+                f"A budget sweep needs generated rationales; this encoder embeds by {encoder.embedding!r} (the same "
+                "at every budget): encode once instead."
+            )
         self.encoder = encoder
         self.max_budget = max_budget
         self.budgets = tuple(sorted(set(budgets))) if budgets else None

@@ -104,7 +104,9 @@ class CountingIndex(CorpusIndex):
 
 
 @pytest.mark.parametrize("embedder", ["frozen", MINILM])
-def test_frozen_embedder_never_changes_while_the_policy_trains(tmp_path, tiny_model_dir, tokenizer, demo_rows, embedder):
+def test_frozen_embedder_never_changes_while_the_policy_trains(
+    tmp_path, tiny_model_dir, tokenizer, demo_rows, embedder
+):
     trainer = train_frozen(tmp_path, tiny_model_dir, tokenizer, demo_rows, embedder)
     pool = trainer.embedding_pool.pool
     frozen_module = pool.embedder.model if embedder == "frozen" else pool.model

@@ -134,6 +134,43 @@ def test_trainer_weights_hard_negatives_in_the_reward_and_the_loss_alike(tmp_pat
     assert weighted["grace/contrastive"] < plain["grace/contrastive"] - 0.05, (plain, weighted)
 
 
+def test_trainer_policy_loss_weight_zero_trains_the_embedding_loss_alone(tmp_path, tiny_model_dir):
+    """Through the real GRPO trainer, on the same first batch: with `policy_loss_weight: 0` the policy term is exactly
+    0, the embedding loss is unchanged and is the whole training loss; with weight 1 the policy gradient moves the
+    weights elsewhere (so it was really switched off). At step 1 TRL's loss value is ~0 (ratio 1, advantages centred)
+    but its gradient is not: the weights, not the value, show the switch."""
+    from safetensors.torch import load_file
+
+    on = _first_step_metrics(tmp_path / "on", tiny_model_dir)
+    off = _first_step_metrics(tmp_path / "off", tiny_model_dir, policy_loss_weight=0.0)
+    assert off["grace/policy_loss"] == 0.0
+    assert off["grace/embedding_loss"] == on["grace/embedding_loss"] > 0.1  # same batch, same weights: same loss
+    assert off["grace/contrastive"] == on["grace/contrastive"]  # the rollouts are still sampled and rewarded
+    assert abs(off["loss"] - off["grace/embedding_loss"]) < 1e-3, off  # the embedding term is all that trains
+    weights_on = load_file(tmp_path / "on" / "run" / "adapter_model.safetensors")
+    weights_off = load_file(tmp_path / "off" / "run" / "adapter_model.safetensors")
+    moved = [name for name, w in weights_off.items() if "lora_B" in name and w.abs().sum() > 0]
+    assert moved, "the embedding loss alone must still train the adapter"
+    assert any(not torch.equal(weights_on[name], weights_off[name]) for name in weights_off), (
+        "the policy gradient should change the update when it is on"
+    )
+
+
+def test_policy_loss_weight_config_checks():
+    import pytest
+
+    from grace_rl.config import GraceConfig
+
+    base = {"output_dir": "/tmp/x", "use_cpu": True, "bf16": False, "report_to": "none"}
+    assert GraceConfig(**base).policy_loss_weight == 1.0
+    assert GraceConfig(**base, policy_loss_weight=0.0, embedding_loss_weight=1.0).policy_loss_weight == 0.0
+    with pytest.raises(ValueError, match="nothing would train"):
+        GraceConfig(**base, policy_loss_weight=0.0)  # embedding_loss_weight defaults to 0
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="policy_loss_weight must be finite and >= 0"):
+            GraceConfig(**base, policy_loss_weight=bad, embedding_loss_weight=1.0)
+
+
 def _first_step_metrics(tmp_path, tiny_model_dir, negatives: bool = False, **recipe) -> dict:
     """One GRPO step of the real trainer with the embedding loss on; its first metrics record. `negatives`: each row
     gets the next row's query as a hard negative."""
