@@ -134,6 +134,15 @@ def _start_eval_phase(
         phases.start(name, f"STS on {pairs}, {what}, greedy rationales of {budgets} tokens", estimate)
 
 
+def after_eval_estimate(before_seconds: float | None, args: GraceConfig) -> float | None:
+    """The after-eval's expected seconds from the before-eval's: the before-eval writes the base model's rationales
+    once per instruction (twice when the recipe has its own instruction: the matched-prompt bar), the after-eval
+    writes the trained model's once, at the training budget."""
+    if before_seconds is None:
+        return None
+    return before_seconds / (2 if args.instruction != DEFAULT_INSTRUCTION else 1)
+
+
 def _start_training_phase(phases: PhaseLog, trainer: GraceTrainer, args: GraceConfig) -> None:
     what = f"{args.max_steps} optimizer steps" if args.max_steps > 0 else f"{args.num_train_epochs} epochs"
     phases.start("training", f"{what}, {args.num_generations} rationales per text; an estimate follows step 1")
@@ -205,7 +214,8 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
             training_args.max_completion_length,
         )
     steps = max(trainer.state.global_step, 1)
-    _start_eval_phase(phases, "after-eval", script_args, training_args, estimate=phases.seconds.get("before-eval"))
+    estimate = after_eval_estimate(phases.seconds.get("before-eval"), training_args)
+    _start_eval_phase(phases, "after-eval", script_args, training_args, estimate=estimate)
     after = run_on_main_process(
         trainer.model, lambda m: _eval(m, tokenizer, training_args, script_args, "after"), trainer=trainer
     )
