@@ -66,7 +66,8 @@ def _eval(model, tokenizer, args: GraceConfig, script_args: GraceScriptArguments
     training budget. The per-pair cosines stay in `_cosines` for :func:`_headline` (dropped from the summary)."""
     if not script_args.eval_sts_path:
         return None
-    from grace_rl.eval.protocol import Pair, sweep_pairs
+    from grace_rl.eval.protocol import sweep_pairs
+    from grace_rl.eval.stats import Pair
 
     encoder = GraceEncoder(model, tokenizer, args.instruction, args.pooling, args.max_completion_length)
     budget = args.max_completion_length
