@@ -27,7 +27,10 @@ def _encoder(args: argparse.Namespace):
     temperature = 0.0 if args.temperature is None else args.temperature  # None: the command picks its default
     check_encode_options(args.max_rationale_tokens, args.num_rationales, temperature, args.batch_size)  # fail fast
 
-    return GraceEncoder.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    instruction = getattr(args, "instruction", None)
+    if instruction is not None and not instruction.strip():
+        raise ValueError("--instruction: empty; give the rationale instruction, or leave the option out.")
+    return GraceEncoder.from_pretrained(args.model, trust_remote_code=args.trust_remote_code, instruction=instruction)
 
 
 def _add_encode_options(p: argparse.ArgumentParser) -> None:
@@ -36,6 +39,13 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_MODEL_ID,
         help="The embedded default model id, a local Hugging Face model directory, or a GRACE run directory "
         "(its adapter or weights; the base model is resolved again on this machine).",
+    )
+    p.add_argument(
+        "--instruction",
+        default=None,
+        metavar="TEXT",
+        help="The rationale instruction (system prompt) the model writes under, e.g. a trained run's, to evaluate a "
+        "base model under it. Omitted: the one a GRACE run trained with (its grace_config.json), else the default.",
     )
     p.add_argument(
         "--max-rationale-tokens",
