@@ -31,8 +31,8 @@ test-multiproc: setup  ## 2-process runs on the CPU (gloo): torchrun, accelerate
 test-faults: setup  ## the fault-injection suite; prints the tally (about 4.5 min)
 	$(PY) -m pytest -q -m faults $(ARGS)
 
-lint: setup  ## ruff check + format check (what CI and pre-commit run)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+lint: setup  ## ruff check + format check (what CI and pre-commit run); import contracts (pyproject's [tool.importlinter])
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 format: setup  ## ruff: fix what is fixable, then format
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from grace_rl.run_files import CHECKPOINT_MARKER, METRICS_LOG, RATIONALE_LOG
+from grace_rl.run_files import CHECKPOINT_MARKER, FORMAT_VERSION, METRICS_LOG, RATIONALE_LOG
 
 TRAINER_STATE = "trainer_state.json"
 PICKLED_STATE = ("optimizer.pt", "scheduler.pt", "rng_state.pth")  # torch.save zip archives written by this run
@@ -38,8 +38,6 @@ def _fail(path: Path, what: str) -> CheckpointError:
 def check_marker(checkpoint: Path, output_dir: Path) -> dict[str, Any]:
     """The marker of `checkpoint`, checked: format, `global_step` (= N of `checkpoint-N` and of
     `trainer_state.json`), and `log_bytes` (known logs, sizes at a line boundary that split the log at step N)."""
-    from grace_rl.resume import FORMAT_VERSION
-
     path = checkpoint / CHECKPOINT_MARKER
     try:
         marker = json.loads(path.read_text(encoding="utf-8"))

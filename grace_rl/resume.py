@@ -33,9 +33,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from grace_rl.checkpoint_check import check_checkpoint, check_marker
 from grace_rl.run_files import (
     CHECKPOINT_MARKER,
     CORPUS_INDEX_DIR,
+    FORMAT_VERSION,
     METRICS_LOG,
     RATIONALE_LOG,
     RUN_FILE,
@@ -52,7 +54,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"  # HF Trainer's, inside checkpoint-N
-FORMAT_VERSION = 1
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _TRUE = ("true", "last", "latest", "yes", "1")
 RESUME_OFF = ("", "false", "none", "null", "no", "0")  # resume_from_checkpoint values that mean no resume
@@ -300,8 +301,6 @@ def resolve_checkpoint(value: str | bool | Path | None, output_dir: str | Path) 
 
 def _checked(checkpoint: Path) -> Path:
     """`checkpoint` after its marker and files were checked (:mod:`grace_rl.checkpoint_check`)."""
-    from grace_rl.checkpoint_check import check_checkpoint
-
     check_checkpoint(checkpoint)
     return checkpoint
 
@@ -378,8 +377,6 @@ def truncate_log(path: Path, size: int) -> int:
 
 def read_marker(checkpoint: Path) -> dict[str, Any]:
     """The checkpoint's commit marker, checked (see :func:`grace_rl.checkpoint_check.check_marker`)."""
-    from grace_rl.checkpoint_check import check_marker
-
     return check_marker(checkpoint, checkpoint.parent)
 
 

@@ -67,7 +67,8 @@ def _eval(model, tokenizer, args: GraceConfig, script_args: GraceScriptArguments
     training budget. The per-pair cosines stay in `_cosines` for :func:`_headline` (dropped from the summary)."""
     if not script_args.eval_sts_path:
         return None
-    from grace_rl.eval.protocol import Pair, sweep_pairs
+    from grace_rl.eval.protocol import sweep_pairs
+    from grace_rl.eval.stats import Pair
 
     encoder = GraceEncoder(model, tokenizer, args.instruction, args.pooling, args.max_completion_length)
     budget = args.max_completion_length
@@ -133,6 +134,15 @@ def _start_eval_phase(
         if name == "before-eval" and args.instruction != DEFAULT_INSTRUCTION:
             what += " (the recipe's instruction, then the default one: the bar is the better)"
         phases.start(name, f"STS on {pairs}, {what}, greedy rationales of {budgets} tokens", estimate)
+
+
+def after_eval_estimate(before_seconds: float | None, args: GraceConfig) -> float | None:
+    """The after-eval's expected seconds from the before-eval's: the before-eval writes the base model's rationales
+    once per instruction (twice when the recipe has its own instruction: the matched-prompt bar), the after-eval
+    writes the trained model's once, at the training budget."""
+    if before_seconds is None:
+        return None
+    return before_seconds / (2 if args.instruction != DEFAULT_INSTRUCTION else 1)
 
 
 def _start_training_phase(phases: PhaseLog, trainer: GraceTrainer, args: GraceConfig) -> None:
@@ -215,7 +225,8 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
             embedder_model=model_id if training_args.reward_embedder == FROZEN_POLICY else None,
         )
     steps = max(trainer.state.global_step, 1)
-    _start_eval_phase(phases, "after-eval", script_args, training_args, estimate=phases.seconds.get("before-eval"))
+    estimate = after_eval_estimate(phases.seconds.get("before-eval"), training_args)
+    _start_eval_phase(phases, "after-eval", script_args, training_args, estimate=estimate)
     after = run_on_main_process(
         trainer.model, lambda m: _eval(m, tokenizer, training_args, script_args, "after"), trainer=trainer
     )

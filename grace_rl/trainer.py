@@ -6,6 +6,8 @@ import contextlib
 import logging
 import zlib
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from grace_rl.resume import (
     truncate_logs,
 )
 from grace_rl.run_files import CORPUS_INDEX_DIR, RATIONALE_LOG
-from reward.grace_reward import GraceReward
+from reward.grace_reward import GraceReward, ScoredBatch
 from rollout.actor import ModelSpec
 from rollout.anchor_rows import AnchorRowsProcessor, adding_logits_processor, ride_along_blocker
 from rollout.capture import HiddenStateCapture, pool_captured, pool_captured_prefixes
@@ -72,6 +74,42 @@ def build_reward(args: GraceConfig, tokenizer, generation_config=None) -> GraceR
     )
 
 
+class RewardHandOff:
+    """The reward callable TRL calls: scores with :meth:`GraceReward.score_batch`, hands the :class:`ScoredBatch`
+    (context, offset, records) to `receive` and gives TRL the rewards. TRL logs it under the reward's name.
+
+    Args:
+        reward (`GraceReward`):
+            The GRACE reward.
+        receive (`Callable[[ScoredBatch], None]`):
+            Called with each batch's result before TRL sees the rewards.
+    """
+
+    def __init__(self, reward: GraceReward, receive: Callable[[ScoredBatch], None]) -> None:
+        self.reward, self.receive = reward, receive
+        self.__name__ = reward.__name__
+
+    def __call__(self, **kwargs: Any) -> list[float | None]:
+        scored = self.reward.score_batch(**kwargs)
+        self.receive(scored)
+        return scored.rewards
+
+
+@dataclass(frozen=True)
+class RolloutBatch:
+    """The rows of the generation batch being sampled, for `_generate_single_turn` (whose arguments TRL fixes).
+
+    Args:
+        queries (`list[str]`):
+            each row's text, in prompt order (its rollouts are pooled over it).
+        anchors (`list[str]`):
+            this rank's anchor texts whose rationales are written in the rollouts' generate call (may be empty).
+    """
+
+    queries: list[str]
+    anchors: list[str]
+
+
 class GraceTrainer(GRPOTrainer):
     """GRPOTrainer + GRACE: attaches an embedding pool over the live policy to the reward, and after scoring each
     generation batch appends one record per rollout (with its GRPO advantage) to `rationales.jsonl`.
@@ -105,11 +143,12 @@ class GraceTrainer(GRPOTrainer):
         **kwargs: Any,
     ) -> None:
         self._grace_metrics: dict[str, list[float]] = defaultdict(list)  # averaged into the next training log
-        super().__init__(args=args, processing_class=processing_class, reward_funcs=[grace_reward], **kwargs)
+        reward_funcs = [RewardHandOff(grace_reward, self._receive_scored)]
+        super().__init__(args=args, processing_class=processing_class, reward_funcs=reward_funcs, **kwargs)
         self.grace_reward = grace_reward
         self.template = RationaleTemplate(args.instruction)
-        self._batch_queries: list[str] | None = None
-        self._batch_anchors: list[str] = []  # this rank's anchor texts to write in the rollouts' generate call
+        self._rollout_batch: RolloutBatch | None = None  # set by _generate_and_score_completions around TRL's call
+        self._scored: ScoredBatch | None = None  # the latest generation batch's reward result (RewardHandOff)
         self._ride_along_warned = False
         override = (args.generation_kwargs or {}).get("eos_token_id")  # what generate stops on, besides TRL's list
         end_ids = rationale_end_ids(processing_class, self.eos_token_ids, override)
@@ -309,10 +348,11 @@ class GraceTrainer(GRPOTrainer):
             return super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images
             )
-        queries = self._batch_queries
+        batch = self._rollout_batch
+        queries = batch.queries if batch is not None else None
         ours = images is None and queries is not None and len(queries) == len(prompt_ids)
         use = self.args.embed_from_generation and ours and not self.args.frozen_embedder  # frozen: its own pass
-        anchors = self._batch_anchors if ours else []
+        anchors = batch.anchors if ours else []
         rows = list(prompt_ids) + [list(self._span_embedder.prompt_tokens(t).ids) for t in anchors]
         n = len(prompt_ids)
         model = self.accelerator.unwrap_model(self.model_wrapped)
@@ -400,12 +440,9 @@ class GraceTrainer(GRPOTrainer):
             self.weight_sync.ensure_synced(self.state.global_step)  # e.g. evaluate() before any training
         inputs = self._apply_directions(inputs)
         self._apply_length_schedule()
-        self._batch_queries = [row["query"] for row in inputs]
-        self._batch_anchors = self._anchors_to_write(inputs)
-        try:
+        with self._sampling(RolloutBatch([row["query"] for row in inputs], self._anchors_to_write(inputs))):
             output = super()._generate_and_score_completions(inputs)
-        finally:
-            self._batch_queries, self._batch_anchors = None, []
+        scored = self._scored
         if self.model.training:  # counts over the global generation batch (all ranks), as the reward scores it
             self.log_metric("grace/rollouts", float(len(inputs) * self.accelerator.num_processes))
             self.log_metric("grace/rollouts_from_generation", float(self.embedding_pool.last_served))
@@ -413,12 +450,24 @@ class GraceTrainer(GRPOTrainer):
                 served = float(self.embedding_pool.last_rationales_served)
                 self.log_metric("grace/anchor_rationales_with_rollouts", served)
         if self.rationale_log is not None and self.model.training:
-            self._log_rationales(output["advantages"].tolist())
+            self._log_rationales(scored.records, output["advantages"].tolist())
         if self.args.embedding_loss_weight > 0 and self.model.training:
-            output.update(self._embedding_loss_inputs(output, [row["query"] for row in inputs]))
+            output.update(self._embedding_loss_inputs(output, [row["query"] for row in inputs], scored.offset))
         return output
 
-    def _embedding_loss_inputs(self, output: dict[str, Any], queries: list[str]) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def _sampling(self, batch: RolloutBatch) -> Iterator[None]:
+        """`batch` is the generation batch's rows while TRL samples and scores it."""
+        self._rollout_batch = batch
+        try:
+            yield
+        finally:
+            self._rollout_batch = None
+
+    def _receive_scored(self, scored: ScoredBatch) -> None:
+        self._scored = scored
+
+    def _embedding_loss_inputs(self, output: dict[str, Any], queries: list[str], offset: int) -> dict[str, Any]:
         """Per-rollout tensors the embedding loss needs (they survive TRL's shuffle and split of the batch)."""
         prompt_mask, completion_ids = output["prompt_mask"], output["completion_ids"]
         n, width = prompt_mask.shape
@@ -429,8 +478,7 @@ class GraceTrainer(GRPOTrainer):
             text_mask[i, pad + span.start : pad + span.end] = 1
         end = torch.tensor(sorted(self.grace_reward.end_token_ids), device=completion_ids.device)
         rationale_mask = output["completion_mask"] * (~torch.isin(completion_ids, end)).long()  # (n, C)
-        lo = self.grace_reward.last_offset
-        index = torch.arange(lo, lo + n, device=completion_ids.device)
+        index = torch.arange(offset, offset + n, device=completion_ids.device)  # rows of the scored context
         return {"grace_index": index, "grace_text_mask": text_mask, "grace_rationale_mask": rationale_mask}
 
     def _compute_loss(self, model, inputs):
@@ -449,7 +497,7 @@ class GraceTrainer(GRPOTrainer):
             hidden,
             text,
             rationale,
-            self.grace_reward.last_context,
+            self._scored.context,  # the generation batch these inputs come from
             inputs["grace_index"],
             self.args.pooling,
             self.args.embedding_loss_prefixes,
@@ -458,8 +506,7 @@ class GraceTrainer(GRPOTrainer):
         self.log_metric("grace/policy_loss", float(policy.detach()))  # weighted: exactly 0 when switched off
         return policy + self.args.embedding_loss_weight * aux / self.current_gradient_accumulation_steps
 
-    def _log_rationales(self, advantages: list[float]) -> None:
-        records = self.grace_reward.last_records
+    def _log_rationales(self, records: list[dict[str, Any]], advantages: list[float]) -> None:
         if len(records) != len(advantages):
             raise RuntimeError(f"{len(records)} reward records but {len(advantages)} advantages in this batch.")
         step = self.state.global_step + 1  # the optimizer step these rollouts train

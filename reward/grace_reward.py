@@ -68,6 +68,27 @@ def row_groups(keys: Sequence[Any]) -> tuple[torch.Tensor, list[int]]:
     return torch.tensor(group, dtype=torch.long), firsts
 
 
+@dataclasses.dataclass(frozen=True)
+class ScoredBatch:
+    """What one reward call computed, handed to the trainer by :meth:`GraceReward.score_batch`.
+
+    Args:
+        rewards (`list[float | None]`):
+            this rank's rewards, one per local rollout (`None` for a degenerate rollout), what TRL receives.
+        context (`RewardContext`):
+            the global batch's embeddings and masks (every rank's rollouts), read by the direct embedding loss.
+        offset (`int`):
+            index of this rank's first rollout in `context` (0 with one process).
+        records (`list[dict]`):
+            one rationale-log record per local rollout (prompt, rationale, each term, total; no advantage yet).
+    """
+
+    rewards: list[float | None]
+    context: RewardContext
+    offset: int
+    records: list[dict[str, Any]]
+
+
 class GraceReward:
     """GRACE reward over a generation batch: embeds every rollout (input + rationale) and scores it.
 
@@ -126,6 +147,8 @@ class GraceReward:
 
     Returns (on call):
         One float per rollout (`None` for a rollout whose embedding is not finite: TRL skips it).
+        :meth:`score_batch` takes the same arguments and returns a :class:`ScoredBatch` (the rewards plus the
+        context, this rank's offset and the rationale-log records), for the trainer.
 
     Example:
         >>> reward = GraceReward(["contrastive"], [1.0], pool=my_pool)  # doctest: +SKIP
@@ -187,7 +210,6 @@ class GraceReward:
         self.mined_negative_max_ratio = mined_negative_max_ratio
         self._anchor_texts: list[str] = []
         self._policy_version: int | None = None
-        self.last_records: list[dict[str, Any]] = []
 
     def attach(self, pool: EmbeddingPool, corpus_index: CorpusSearcher | None = None) -> GraceReward:
         """Attach the embedding pool and, for the `dcg` term, the corpus index (after unpickling)."""
@@ -200,9 +222,7 @@ class GraceReward:
         state = self.__dict__.copy()
         state["pool"] = None  # models and actor handles do not travel with the reward
         state["corpus_index"] = None  # nor does the FAISS index
-        state["last_records"] = []
         state["_anchor_texts"] = []
-        state.pop("last_context", None)
         return state
 
     def _anchor_requests(self, texts: list[str]) -> list[EmbedRequest]:
@@ -366,7 +386,11 @@ class GraceReward:
         total = sum(w * values[name] for name, w in zip(self.terms, self.weights, strict=True))
         return total, values
 
-    def __call__(
+    def __call__(self, *args: Any, **kwargs: Any) -> list[float | None]:
+        """TRL's reward interface: :meth:`score_batch`'s rewards (this rank's slice)."""
+        return self.score_batch(*args, **kwargs).rewards
+
+    def score_batch(
         self,
         prompts: Sequence[Any],
         completions: Sequence[Any],
@@ -380,7 +404,8 @@ class GraceReward:
         log_metric: Any = None,
         trainer_state: Any = None,
         **_: Any,
-    ) -> list[float | None]:
+    ) -> ScoredBatch:
+        """Score the generation batch; the arguments are TRL's reward keyword arguments (the dataset columns)."""
         # Score the global generation batch (in-batch negatives and groups span all ranks); return this rank's slice.
         local_n, self._policy_version = len(query), getattr(trainer_state, "global_step", None)
         columns, lo = gather_rollouts(
@@ -415,9 +440,8 @@ class GraceReward:
                 "%d degenerate rollout(s) (empty rationale or non-finite embedding): reward None, advantage 0.",
                 degenerate,
             )
-        self.last_context, self.last_offset = ctx, lo  # read by the trainer's embedding loss
         prefix = prefix_scores(ctx) if "prefix_embeddings" in ctx.extras else None  # (N, J) contrastive scores
-        self.last_records = [
+        records = [
             {
                 "prompt_id": keys[i],
                 "prompt": query[i],
@@ -433,7 +457,8 @@ class GraceReward:
             }
             for i in range(lo, lo + local_n)
         ]
-        return [None if math.isnan(v) else float(v) for v in total[lo : lo + local_n].tolist()]
+        rewards = [None if math.isnan(v) else float(v) for v in total[lo : lo + local_n].tolist()]
+        return ScoredBatch(rewards=rewards, context=ctx, offset=lo, records=records)
 
 
 def _clean(value: torch.Tensor) -> float | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grace_rl.run_files import JsonlError, iter_jsonl
+from rollout.files import JsonlError, iter_jsonl
 
 logger = logging.getLogger(__name__)
 

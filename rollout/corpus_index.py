@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from grace_rl.run_files import atomic_write
 from rollout.corpus import Corpus
 from rollout.embedder import EmbedRequest
+from rollout.files import atomic_write
 from rollout.index_settings import IndexSettings
 from rollout.pool import EmbeddingPool
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from grace_rl.encoder import GraceEncoder
 from grace_rl.eval.devsets import load_dev_sets
-from grace_rl.eval.protocol import spearman_interval, sweep_pairs
+from grace_rl.eval.protocol import sweep_pairs
+from grace_rl.eval.stats import spearman_interval
 from grace_rl.prompts import DEFAULT_INSTRUCTION, PARAPHRASE_INSTRUCTION
 
 NAMED = {"default": DEFAULT_INSTRUCTION, "paraphrase": PARAPHRASE_INSTRUCTION}

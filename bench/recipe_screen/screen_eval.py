@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from grace_rl.encoder import GraceEncoder
-from grace_rl.eval.protocol import paired_difference_interval, spearman_interval
+from grace_rl.eval.stats import paired_difference_interval, spearman_interval
 from grace_rl.eval.sts import read_sts
 
 OUT = Path(__file__).resolve().parents[2] / "bench" / "results" / "screen"

@@ -28,7 +28,12 @@ def _encoder(args: argparse.Namespace):
     check_encode_options(args.max_rationale_tokens, args.num_rationales, temperature, args.batch_size)  # fail fast
 
     embedding = "echo" if getattr(args, "echo", False) else None  # `encode --echo`; else the model's own
-    return GraceEncoder.from_pretrained(args.model, trust_remote_code=args.trust_remote_code, embedding=embedding)
+    instruction = getattr(args, "instruction", None)
+    if instruction is not None and not instruction.strip():
+        raise ValueError("--instruction: empty; give the rationale instruction, or leave the option out.")
+    return GraceEncoder.from_pretrained(
+        args.model, trust_remote_code=args.trust_remote_code, instruction=instruction, embedding=embedding
+    )
 
 
 def _add_encode_options(p: argparse.ArgumentParser) -> None:
@@ -37,6 +42,13 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_MODEL_ID,
         help="The embedded default model id, a local Hugging Face model directory, or a GRACE run directory "
         "(its adapter or weights; the base model is resolved again on this machine).",
+    )
+    p.add_argument(
+        "--instruction",
+        default=None,
+        metavar="TEXT",
+        help="The rationale instruction (system prompt) the model writes under, e.g. a trained run's, to evaluate a "
+        "base model under it. Omitted: the one a GRACE run trained with (its grace_config.json), else the default.",
     )
     p.add_argument(
         "--max-rationale-tokens",

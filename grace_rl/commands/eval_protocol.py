@@ -11,7 +11,7 @@ from grace_rl.commands import HelpFormatter, examples
 
 # Not imported from grace_rl.eval (checked there), so that `grace-rl --help` stays fast.
 DEV_SET_NAMES = ("stsb-dev", "sick-trial")  # grace_rl.eval.devsets.DEV_SETS
-DEFAULT_BUDGETS = (0, 8, 16, 32, 64)  # grace_rl.eval.protocol.DEFAULT_BUDGETS
+DEFAULT_BUDGETS = (0, 8, 16, 32, 64)  # grace_rl.eval.specs.DEFAULT_BUDGETS
 
 
 def _datasets(spec: str) -> list[str]:

@@ -46,12 +46,19 @@ def follow_up_commands(output_dir: str | Path) -> list[tuple[str, str]]:
     ]
 
 
+def saved_model_kind(output_dir: str | Path) -> str:
+    """What training saved in `output_dir`, in words: a LoRA adapter or the full weights."""
+    if Path(output_dir, "adapter_config.json").is_file():
+        return "LoRA adapter"
+    return "full weights"
+
+
 def print_next_steps(summary: dict[str, Any]) -> None:
     """Where the run is and the commands to look at it (copy-paste ready, from this directory)."""
     out = summary.get("output_dir")
     if not out:
         return
-    print(f"Model (adapter or weights), model card (README.md) + rationale log: {out}")
+    print(f"Model ({saved_model_kind(out)}), model card (README.md) + rationale log: {out}")
     print(f"Next (in a new shell too, from {Path.cwd()}):")
     commands = follow_up_commands(out)
     width = max(len(what) for what, _ in commands) + 2

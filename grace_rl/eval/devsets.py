@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from grace_rl.eval.protocol import DevSet, Pair, dedup_pairs
+from grace_rl.eval.protocol import dedup_pairs
+from grace_rl.eval.stats import DevSet, Pair
 from grace_rl.run_files import iter_jsonl
 
 logger = logging.getLogger(__name__)

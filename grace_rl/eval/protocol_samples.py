@@ -20,17 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from grace_rl.eval.protocol import (
-    DevSet,
-    ModelSpec,
-    Pair,
-    ProtocolSettings,
-    paired_difference_interval,
-    spearman,
-    spearman_interval,
-)
 from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
 from grace_rl.eval.sample_scaling import sampled_embeddings
+from grace_rl.eval.specs import ModelSpec, ProtocolSettings
+from grace_rl.eval.stats import DevSet, Pair, paired_difference_interval, spearman, spearman_interval
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from grace_rl.eval.protocol import Interval, bootstrap_indices
 from grace_rl.eval.retrieval import read_qrels, read_texts, recall_at_k, search_inner_product
+from grace_rl.eval.stats import Interval, bootstrap_indices
 from reward.dcg import ndcg_at_k
 
 logger = logging.getLogger(__name__)

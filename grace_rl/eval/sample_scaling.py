@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from grace_rl.eval.stats import spearman_interval
+from grace_rl.eval.sts import read_sts
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_TEMPERATURE = 0.7
@@ -34,18 +37,6 @@ def parse_counts(spec: str) -> list[int]:
     if not counts or counts[0] < 1:
         raise ValueError(f"--scaling-samples needs at least one rationale count, all >= 1; got {spec!r}.")
     return counts
-
-
-def spearman_interval(
-    pred: np.ndarray, gold: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
-) -> dict[str, float]:
-    """`{"spearman", "ci_low", "ci_high"}` (x100, 2 decimals): the protocol's percentile bootstrap interval
-    (`grace_rl.eval.protocol.spearman_interval`), as a dict for the JSON points."""
-    from grace_rl.eval.protocol import spearman_interval as protocol_interval
-
-    if len(gold) < 2:
-        raise ValueError(f"A Spearman interval needs >= 2 pairs, got {len(gold)}.")
-    return protocol_interval(pred, gold, n_boot, seed, level).as_dict("spearman")
 
 
 def pair_cosines(emb: np.ndarray, a: Sequence[str], b: Sequence[str], row: dict[str, int]) -> np.ndarray:
@@ -109,7 +100,6 @@ def sts_samples_curve(
     Returns:
         One point per count, ascending: `{"num_rationales", "spearman", "ci_low", "ci_high", "n"}`.
     """
-    from grace_rl.eval.sts import read_sts
 
     if temperature <= 0:
         raise ValueError(f"Sampling several rationales needs temperature > 0, got {temperature}.")
@@ -122,7 +112,7 @@ def sts_samples_curve(
     points = []
     for k in sorted(counts):
         averaged = torch.nn.functional.normalize(emb[:, :k].mean(dim=1), dim=-1).numpy()  # (N, H)
-        point = spearman_interval(pair_cosines(averaged, a, b, row), np.asarray(gold))
+        point = spearman_interval(pair_cosines(averaged, a, b, row), np.asarray(gold)).as_dict("spearman")
         points.append({"num_rationales": k, **point, "n": len(gold)})
         logger.info("%d rationale(s): %s", k, point)
     return points
@@ -133,13 +123,13 @@ def evaluate_sts_interval(
 ) -> dict[str, Any]:
     """`grace_rl.eval.sts.evaluate_sts` plus the 95% bootstrap interval: `{"task", "n", "spearman", "ci_low",
     "ci_high"}` (an `evaluate` for `grace_rl.eval.scaling.scaling_curve`)."""
-    from grace_rl.eval.sts import read_sts
 
     a, b, gold = read_sts(path, fmt, limit)
     unique = list(dict.fromkeys(a + b))
     emb = encoder.encode(unique, **encode_kwargs)  # (N, H)
     row = {t: i for i, t in enumerate(unique)}
-    return {"task": "sts", "n": len(gold), **spearman_interval(pair_cosines(emb, a, b, row), np.asarray(gold))}
+    interval = spearman_interval(pair_cosines(emb, a, b, row), np.asarray(gold))
+    return {"task": "sts", "n": len(gold), **interval.as_dict("spearman")}
 
 
 def write_curves(

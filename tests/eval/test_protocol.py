@@ -11,19 +11,16 @@ from scipy.stats import spearmanr
 
 from grace_rl.eval import devsets
 from grace_rl.eval.protocol import (
-    Pair,
     ProtocolSettings,
     dedup_pairs,
     headline,
     model_specs,
     normalise,
-    paired_difference_interval,
     run_instruction,
-    spearman,
-    spearman_interval,
     training_budget,
 )
 from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
+from grace_rl.eval.stats import Pair, paired_difference_interval, spearman, spearman_interval
 
 REPO = Path(__file__).resolve().parents[2]
 

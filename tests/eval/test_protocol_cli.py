@@ -143,7 +143,7 @@ def test_cli_protocol_tiny_model(tmp_path, tiny_model_dir, trained_run, monkeypa
 def test_cli_constants_match_the_library():
     """The CLI repeats two constants so that `grace-rl --help` does not import numpy; they must not drift."""
     from grace_rl.commands import eval_protocol
-    from grace_rl.eval.protocol import DEFAULT_BUDGETS
+    from grace_rl.eval.specs import DEFAULT_BUDGETS
 
     assert tuple(devsets.DEV_SETS) == eval_protocol.DEV_SET_NAMES
     assert eval_protocol.DEFAULT_BUDGETS == DEFAULT_BUDGETS

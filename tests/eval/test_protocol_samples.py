@@ -13,8 +13,9 @@ import torch
 from grace_rl.cli import main as cli_main
 from grace_rl.encoder import GraceEncoder
 from grace_rl.eval import devsets
-from grace_rl.eval.protocol import ModelSpec, Pair, ProtocolSettings, spearman
 from grace_rl.eval.protocol_samples import SampleSettings, sample_budget, sample_gains, sample_pairs
+from grace_rl.eval.specs import ModelSpec, ProtocolSettings
+from grace_rl.eval.stats import Pair, spearman
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -11,7 +11,12 @@ from scipy.stats import spearmanr
 
 from grace_rl.cli import main as cli_main
 from grace_rl.encoder import GraceEncoder
-from grace_rl.eval.sample_scaling import evaluate_sts_interval, parse_counts, spearman_interval, sts_samples_curve
+from grace_rl.eval.sample_scaling import evaluate_sts_interval, parse_counts, sts_samples_curve
+from grace_rl.eval.stats import spearman_interval as stats_interval
+
+
+def spearman_interval(pred, gold):
+    return stats_interval(pred, gold).as_dict("spearman")
 
 
 @pytest.fixture()

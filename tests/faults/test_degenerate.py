@@ -74,10 +74,11 @@ def test_degenerate_rollout_gets_none_and_leaves_the_others_untouched(bad, ratio
     pool = FakePool({tuple(ids): poison} if poison is not None else None)
     metrics: dict[str, float] = {}
     reward = GraceReward(TERMS, WEIGHTS, pool=pool, end_token_ids=[2])
-    out = reward(**batch(rationales, all_ids), log_metric=metrics.__setitem__)
+    scored = reward.score_batch(**batch(rationales, all_ids), log_metric=metrics.__setitem__)
+    out, records = scored.rewards, scored.records
     assert out[bad] is None and all(isinstance(v, float) for i, v in enumerate(out) if i != bad)
     assert metrics["grace/degenerate_rollouts"] == 1.0
-    assert reward.last_records[bad]["reward"] is None and set(reward.last_records[bad]["rewards"].values()) == {None}
+    assert records[bad]["reward"] is None and set(records[bad]["rewards"].values()) == {None}
     # equivalence: the other rollouts score exactly as in a batch where the bad rollout never existed
     keep = [i for i in range(6) if i != bad]
     ref_batch = batch(rationales, all_ids)

@@ -94,11 +94,11 @@ def test_reward_searches_each_rollout_and_scores_ndcg():
     index = FakeIndex(RANKINGS)
     reward = GraceReward(["dcg"], [2.0], pool=FakePool(), corpus_index=index, dcg_k=2, search_depth=3)
     metrics = {}
-    out = reward(**batch(), log_metric=lambda k, v: metrics.__setitem__(k, v))
+    scored = reward.score_batch(**batch(), log_metric=lambda k, v: metrics.__setitem__(k, v))
     expected = [1.0, 0.0, 0.0, 1.0, INV_LOG2_3, 0.0]  # k = 2: g0 at rank 3 is past the cutoff
-    assert out == pytest.approx([2 * e for e in expected])
-    assert [r["rewards"]["dcg"] for r in reward.last_records] == pytest.approx(expected)
-    assert [r["gold_rank"] for r in reward.last_records] == [1, 3, None, 1, 2, None]
+    assert scored.rewards == pytest.approx([2 * e for e in expected])
+    assert [r["rewards"]["dcg"] for r in scored.records] == pytest.approx(expected)
+    assert [r["gold_rank"] for r in scored.records] == [1, 3, None, 1, 2, None]
     assert index.depths == [3]
     assert metrics["grace/dcg"] == pytest.approx(sum(expected) / 6)
     assert metrics["grace/dcg_recall_at_depth"] == pytest.approx(4 / 6)

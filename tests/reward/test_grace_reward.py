@@ -58,9 +58,10 @@ def test_reward_scores_each_rollout_and_records_terms():
     reward = GraceReward(
         ["contrastive", "consistency", "truncation"], [1.0, 0.5, 0.1], pool=FakePool(), end_token_ids=[2]
     )
-    out = reward(**batch(), log_metric=lambda k, v: metrics.__setitem__(k, v))
+    scored = reward.score_batch(**batch(), log_metric=lambda k, v: metrics.__setitem__(k, v))
+    out, recs = scored.rewards, scored.records
+    assert out == reward(**batch())  # TRL's call returns the same rewards
     assert len(out) == 6 and all(isinstance(v, float) for v in out)
-    recs = reward.last_records
     assert [r["rationale"] for r in recs] == [f"r{i}" for i in range(6)]
     for r, total in zip(recs, out):
         expected = r["rewards"]["contrastive"] + 0.5 * r["rewards"]["consistency"] + 0.1 * r["rewards"]["truncation"]

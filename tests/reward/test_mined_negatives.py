@@ -119,11 +119,12 @@ def test_mined_negatives_equal_the_same_documents_given_as_hard_negatives():
         terms, weights, pool=pool, corpus_index=corpus_index(pool), mined_negatives=1, mined_negative_max_ratio=None
     )
     metrics = {}
-    got = mined(**batch(), log_metric=lambda k, v: metrics.__setitem__(k, v))
-    assert [r["mined_negatives"] for r in mined.last_records] == [["d-near0"]] * 2 + [["d-near1"]] * 2
+    scored = mined.score_batch(**batch(), log_metric=lambda k, v: metrics.__setitem__(k, v))
+    got = scored.rewards
+    assert [r["mined_negatives"] for r in scored.records] == [["d-near0"]] * 2 + [["d-near1"]] * 2
     assert pool.calls[-1] == ["near0", "near1"]  # one extra embed call, the mined texts only
     assert metrics["grace/mined_negatives_per_row"] == 1.0 and "grace/mined_search_seconds" in metrics
-    ctx = mined.last_context
+    ctx = scored.context
     assert ctx.hard_negative_mask.tolist() == [[False, False, True, False], [False, False, False, True]]
     assert ctx.in_batch_mask.tolist() == [[False, True, False, False], [True, False, False, False]]
 
@@ -131,7 +132,7 @@ def test_mined_negatives_equal_the_same_documents_given_as_hard_negatives():
     assert got == pytest.approx(given, abs=1e-6)
     plain = GraceReward(terms, weights, pool=TextPool())(**batch())
     assert not np.allclose(got, plain, atol=1e-3)  # the mined negatives change the rewards
-    assert all(r["rewards"]["hard_negative"] < 0 for r in mined.last_records)
+    assert all(r["rewards"]["hard_negative"] < 0 for r in scored.records)
 
 
 def test_a_mined_document_that_is_another_rows_positive_becomes_this_rows_hard_negative():
@@ -141,10 +142,10 @@ def test_a_mined_document_that_is_another_rows_positive_becomes_this_rows_hard_n
     reward = GraceReward(
         ["contrastive"], [1.0], pool=pool, corpus_index=index, mined_negatives=1, mined_negative_max_ratio=None
     )
-    reward(**batch())
-    mined = [r["mined_negatives"] for r in reward.last_records]
+    scored = reward.score_batch(**batch())
+    mined = [r["mined_negatives"] for r in scored.records]
     assert mined == [["d-p1"]] * 2 + [["d-p0"]] * 2  # the other row's positive is the nearest non-gold document
-    ctx = reward.last_context
+    ctx = scored.context
     assert ctx.anchors.size(0) == 2  # no new anchor: both were anchors already
     assert ctx.hard_negative_mask.tolist() == [[False, True], [True, False]]
     assert not ctx.in_batch_mask.any()  # counted once, as a hard negative
@@ -155,8 +156,8 @@ def test_documents_nearer_than_the_positive_are_not_mined_by_default():
     with the default ceiling (1.0 x 0.8) row 0 mines the next document under it, near1, and row 1 mines near0."""
     pool = TextPool()
     reward = GraceReward(["contrastive"], [1.0], pool=pool, corpus_index=corpus_index(pool), mined_negatives=1)
-    reward(**batch())
-    assert [r["mined_negatives"] for r in reward.last_records] == [["d-near1"]] * 2 + [["d-near0"]] * 2
+    records = reward.score_batch(**batch()).records
+    assert [r["mined_negatives"] for r in records] == [["d-near1"]] * 2 + [["d-near0"]] * 2
     with pytest.raises(ValueError, match="mined_negative_max_ratio must be > 0"):
         GraceReward(["contrastive"], [1.0], mined_negative_max_ratio=0.0)
 
@@ -164,8 +165,8 @@ def test_documents_nearer_than_the_positive_are_not_mined_by_default():
 def test_mining_is_off_by_default_and_without_an_index():
     pool = TextPool()
     reward = GraceReward(["contrastive"], [1.0], pool=pool, corpus_index=corpus_index(pool))
-    reward(**batch())
-    assert "mined_negatives" not in reward.last_records[0] and len(pool.calls) == 2  # index build + one call
+    records = reward.score_batch(**batch()).records
+    assert "mined_negatives" not in records[0] and len(pool.calls) == 2  # index build + one call
     with pytest.raises(ValueError, match="mined_negatives must be >= 0"):
         GraceReward(["contrastive"], [1.0], mined_negatives=-1)
 

@@ -65,7 +65,8 @@ def main(model_dir: str, out_path: str) -> None:
     half = len(batch["query"]) // state.num_processes
     mine = {k: v[state.process_index * half : (state.process_index + 1) * half] for k, v in batch.items()}
     sharded = make_reward(ShardedPool(local_pool))
-    sharded_out = sharded(**mine)
+    sharded_scored = sharded.score_batch(**mine)
+    sharded_out = sharded_scored.rewards
     main_pool = MainProcessPool(local_pool if state.is_main_process else None, tokenizer)
     main_out = make_reward(main_pool)(**mine)
     # Capture across ranks: each rank offers only its own rollouts (as generation capture does); the collective
@@ -80,7 +81,7 @@ def main(model_dir: str, out_path: str) -> None:
         "main": gather_object(main_out),
         "captured": gather_object(captured_out),
         "served": gather_object([capturing.last_served]),
-        "record_ids": gather_object([r["prompt_id"] for r in sharded.last_records]),
+        "record_ids": gather_object([r["prompt_id"] for r in sharded_scored.records]),
         "local_lengths": gather_object([len(sharded_out)]),
     }
     if state.is_main_process:
