@@ -54,6 +54,14 @@ def add_protocol_options(p: argparse.ArgumentParser, out_default: str = "eval_pr
         "bar (docs/ablations.md).",
     )
     p.add_argument(
+        "--instruction",
+        nargs="+",
+        default=[],
+        metavar="TEXT",
+        help="Also evaluate the base model under each of these rationale instructions (`base+prompt` rows; they join "
+        "the bar), e.g. a base model under a prompt of your own, with or without --trained.",
+    )
+    p.add_argument(
         "--datasets", type=_datasets, default=list(DEV_SET_NAMES), help=f"Any of {','.join(DEV_SET_NAMES)}."
     )
     p.add_argument(
@@ -111,7 +119,8 @@ def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
 
     if args.bootstrap < 1:
         raise ValueError(f"--bootstrap must be >= 1, got {args.bootstrap}.")
-    specs = model_specs(args.base, args.trained, args.base_echo)  # a bad run dir fails before any data is read
+    instructions = getattr(args, "instruction", [])
+    specs = model_specs(args.base, args.trained, args.base_echo, instructions)  # bad run dir: fails before the data
     samples = None
     if args.samples is not None:
         samples = SampleSettings(
@@ -131,7 +140,7 @@ def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
         cache_dir=None if args.no_cache else (args.cache_dir or cache_root() / "protocol"),
         trust_remote_code=args.trust_remote_code,
     )
-    results = run_protocol(args.base, args.trained, devsets, settings, samples, args.base_echo)
+    results = run_protocol(args.base, args.trained, devsets, settings, samples, args.base_echo, instructions)
     files = write_report(results, args.out)
     print(format_report(results))
     print("wrote " + " and ".join(files.values()))
@@ -155,6 +164,7 @@ def add_parser(tasks: argparse._SubParsersAction) -> None:
             "grace-rl eval protocol --trained runs/grace_smollm2_cpu --budgets 0,8,16,32,64 --out runs/quality",
             "grace-rl eval protocol --trained RUN_A RUN_B --datasets stsb-dev --samples 1,2,4,8  # + averaging",
             "grace-rl eval protocol --trained runs/baseline/plain_s0 RUN --base-echo   # baseline + echo rungs",
+            'grace-rl eval protocol --instruction "Paraphrase the text." --limit 200  # base under a prompt of yours',
         ),
     )
     add_protocol_options(p)

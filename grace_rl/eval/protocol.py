@@ -162,12 +162,19 @@ def _unique(label: str, labels: set[str]) -> str:
     return label
 
 
-def model_specs(base: str, trained: Sequence[str | Path], base_echo: bool = False) -> list[ModelSpec]:
+def model_specs(
+    base: str, trained: Sequence[str | Path], base_echo: bool = False, instructions: Sequence[str] = ()
+) -> list[ModelSpec]:
     """The base model (default instruction); the base model again under each other instruction the trained runs
-    were trained with (`base+prompt`, numbered when there are several: matched prompts); with `base_echo`, each of
+    were trained with, then under each of `instructions` not already there (`base+prompt`, numbered when there are
+    several: matched prompts, and a base model evaluated under a prompt of one's choice); with `base_echo`, each of
     these base variants again with echo embeddings (`...+echo`); then each trained run (a GRACE run or a
     sentence-transformers directory) labelled by its directory name (made unique)."""
     from grace_rl.prompts import DEFAULT_INSTRUCTION
+
+    for prompt in instructions:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"--instruction: empty ({prompt!r}); give the rationale instruction, or leave it out.")
 
     specs = [ModelSpec("base", str(base), "base")]
     labels = {"base"}
@@ -181,7 +188,8 @@ def model_specs(base: str, trained: Sequence[str | Path], base_echo: bool = Fals
         )
         for run in trained
     ]
-    prompts = [p for p in dict.fromkeys(run_instruction(s.path) for s in runs) if p != DEFAULT_INSTRUCTION]
+    own = [run_instruction(s.path) for s in runs]
+    prompts = [p for p in dict.fromkeys([*own, *instructions]) if p != DEFAULT_INSTRUCTION]
     for i, prompt in enumerate(prompts, start=1):
         label = _unique("base+prompt" if len(prompts) == 1 else f"base+prompt{i}", labels)
         specs.append(ModelSpec(label, str(base), "base", instruction=prompt))
@@ -355,12 +363,14 @@ def run_protocol(
     settings: ProtocolSettings,
     samples: SampleSettings | None = None,
     base_echo: bool = False,
+    instructions: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The whole protocol: every model at every budget on every dev set, intervals, and a headline per trained
     model and dev set; with `samples`, also the rationale-count sweep (:mod:`grace_rl.eval.protocol_samples`,
-    under `"samples"`). Returns a JSON-able dict (see :mod:`grace_rl.eval.protocol_report` for the table and plot)."""
+    under `"samples"`). `base_echo` and `instructions` add base variants (:func:`model_specs`). Returns a JSON-able
+    dict (see :mod:`grace_rl.eval.protocol_report` for the table and plot)."""
     start = time.perf_counter()
-    specs = model_specs(base, trained, base_echo)
+    specs = model_specs(base, trained, base_echo, instructions)
     own = {s.training_budget for s in specs if s.training_budget is not None}
     if samples is not None:
         from grace_rl.eval.protocol_samples import sample_budget

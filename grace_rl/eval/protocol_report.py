@@ -122,7 +122,7 @@ def format_report(results: dict[str, Any]) -> str:
         ]
     out.append("^ base at its best budget (the bar); * trained model at its training budget")
     prompts = [m for m in results["models"] if m["role"] == "base" and m.get("instruction")]
-    out += [f"{m['label']}: the base model with a trained run's instruction: {m['instruction']!r}" for m in prompts]
+    out += [f"{m['label']}: the base model under the instruction {m['instruction']!r}" for m in prompts]
     if results["headlines"]:
         rows = [
             [

@@ -279,6 +279,19 @@ def test_model_specs_add_the_base_under_each_other_training_prompt(tmp_path):
         ("base+prompt1", "Paraphrase."),
         ("base+prompt2", "Summarise."),
     ]
+    # `--instruction`: extra prompts join after the runs' own, each once, the default never twice.
+    specs = model_specs("m", [a], instructions=["Paraphrase.", "Summarise.", DEFAULT_INSTRUCTION])
+    assert [(s.label, s.instruction) for s in specs if s.role == "base"] == [
+        ("base", None),
+        ("base+prompt1", "Paraphrase."),
+        ("base+prompt2", "Summarise."),
+    ]
+    assert [(s.label, s.path, s.instruction) for s in model_specs("m", [], instructions=["Summarise."])] == [
+        ("base", "m", None),
+        ("base+prompt", "m", "Summarise."),
+    ]
+    with pytest.raises(ValueError, match="--instruction: empty"):
+        model_specs("m", [], instructions=[" "])
     assert cache_key("m", "d", [0], "Paraphrase.") != cache_key("m", "d", [0])
     assert "instruction" not in cache_key("m", "d", [0])  # keys of earlier sweeps are unchanged
 

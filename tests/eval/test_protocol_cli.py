@@ -173,7 +173,7 @@ def test_cli_protocol_matches_the_prompt_of_a_run_trained_with_another_instructi
     argv += ["--datasets", "stsb-dev"]
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
-    assert "base+prompt: the base model with a trained run's instruction: 'Paraphrase the text.'" in out
+    assert "base+prompt: the base model under the instruction 'Paraphrase the text.'" in out
     results = json.loads(prefix.with_suffix(".json").read_text())
     base, prompted, trained = results["models"]
     assert (base["label"], prompted["label"], trained["label"]) == ("base", "base+prompt", "run_seed1")
@@ -191,3 +191,25 @@ def test_cli_protocol_matches_the_prompt_of_a_run_trained_with_another_instructi
     again = json.loads(prefix.with_suffix(".json").read_text())
     assert all(r["cached"] for m in again["models"] for r in m["results"].values())
     assert [m["results"]["stsb-dev"]["points"] for m in again["models"]] == list(points.values())
+
+
+def test_cli_protocol_evaluates_the_base_model_under_a_given_instruction(
+    tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    """`--instruction` without a trained run: the base model under the default and under the given prompt."""
+    monkeypatch.delenv(devsets.SHARED_ENV, raising=False)
+    monkeypatch.setattr(devsets, "DEFAULT_SHARED", tmp_path / "absent")
+    prefix = tmp_path / "proto"
+    argv = ["eval", "protocol", "--base", str(tiny_model_dir), "--instruction", "Paraphrase the text."]
+    argv += ["--budgets", "0,2", "--limit", "8", "--bootstrap", "20", "--no-cache", "--out", str(prefix)]
+    assert cli_main([*argv, "--datasets", "stsb-dev"]) == 0
+    assert "base+prompt: the base model under the instruction 'Paraphrase the text.'" in capsys.readouterr().out
+    base, prompted = json.loads(prefix.with_suffix(".json").read_text())["models"]
+    assert (base["label"], prompted["label"], prompted["instruction"]) == (
+        "base",
+        "base+prompt",
+        "Paraphrase the text.",
+    )
+    assert prompted["role"] == "base" and prompted["model"] == str(tiny_model_dir)
+    assert cli_main([*argv[:4], "--instruction", " ", "--no-cache"]) == 2
+    assert "--instruction: empty" in capsys.readouterr().err
