@@ -1,7 +1,9 @@
 """Known third-party warnings that a grace-rl run triggers but a user cannot act on, silenced one message at a time.
 
 Only these exact messages are filtered (by category and message prefix), so every other warning, ours included,
-still shows. Each entry says why it is safe to hide.
+still shows. Each entry says why it is safe to hide. Warnings our own calls cause are fixed where we make the call
+instead (e.g. transformers' `past_key_values` deprecations: `rollout.capture.cache_keyword` names the KV cache as the
+installed release does).
 """
 
 from __future__ import annotations

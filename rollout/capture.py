@@ -11,8 +11,10 @@ For that equality, generate with dropout off (eval mode), as the Embedder embeds
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -20,6 +22,29 @@ from rollout.generate_patch import patched_generate
 from rollout.pooling import pool_hidden_states, pool_prefixes
 
 logger = logging.getLogger(__name__)
+
+
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The keyword ``model``'s forward (and its ``generate``) takes the KV cache under: ``cache`` in the transformers
+    releases that renamed it (naming ``past_key_values`` there prints a deprecation warning on every call),
+    ``past_key_values`` in the earlier ones (which would not use a ``cache`` argument)."""
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # no introspectable forward: the long-standing name
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache a model output holds (``None`` when none), read under the field name its class declares, so that
+    reading it prints no deprecation warning in either naming."""
+    fields = getattr(output, "__dataclass_fields__", None)
+    if fields is None:
+        return getattr(output, "past_key_values", None)  # not a transformers ModelOutput (remote code, a tuple)
+    for name in ("cache", "past_key_values"):
+        if name in fields:
+            return getattr(output, name)
+    return None
 
 
 class HiddenStateCapture:
@@ -41,7 +66,7 @@ class HiddenStateCapture:
     def _hook(self, module, args, output) -> None:
         hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
         self.chunks.append(hidden.detach())  # (B, T_call, H)
-        cache = getattr(output, "past_key_values", None)
+        cache = output_cache(output)
         if cache is not None:
             self._cache = cache
 
@@ -99,8 +124,8 @@ class HiddenStateCapture:
             input_ids=sequences[:, -1:],  # (B, 1)
             attention_mask=mask,
             position_ids=position,
-            past_key_values=self._cache,
             use_cache=True,
+            **{cache_keyword(self.backbone): self._cache},
         )
         self.complete = True
         return True

@@ -17,7 +17,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
-from rollout.capture import HiddenStateCapture, count_rationale_tokens, pool_captured
+from rollout.capture import HiddenStateCapture, cache_keyword, count_rationale_tokens, output_cache, pool_captured
 from rollout.pooling import pool_hidden_states
 
 logger = logging.getLogger(__name__)
@@ -430,7 +430,7 @@ class Embedder:
         cache = None
         if prefix:
             head = torch.tensor([list(prompts[0].ids[:prefix])], device=self.device)  # (1, L)
-            cache = backbone_of(self.model)(input_ids=head, use_cache=True).past_key_values
+            cache = output_cache(backbone_of(self.model)(input_ids=head, use_cache=True))
         return EncodeJob(max_new_tokens, temperature, r, pooling, prefix, cache)
 
     def _generate_and_pool(
@@ -450,7 +450,7 @@ class Embedder:
             attention = torch.cat([torch.ones_like(head), attention], dim=1)  # (B', L + S)
             cache = copy.deepcopy(job.prefix_cache)
             cache.batch_repeat_interleave(b)
-            gen_kwargs["past_key_values"] = cache
+            gen_kwargs[cache_keyword(self.model)] = cache
         with HiddenStateCapture(backbone_of(self.model), self.end_ids) as capture:
             sequences = self.model.generate(input_ids=rest, attention_mask=attention, **gen_kwargs)  # (B', L+S+n)
             capture.final_step(sequences, attention)
