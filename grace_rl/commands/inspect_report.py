@@ -36,12 +36,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ins = sub.add_parser(
         "inspect",
         help="Browse a run's rationale log in the terminal.",
-        description="Browse a run's rationale log: per-step means (no selection), or the selected rollouts with "
-        "their prompt, rationale, reward and terms. Wide terminals get tables; narrow ones (< 100 columns) and "
-        "pipes get one block per rollout with whole ids and texts.",
+        description="Browse a run's rationale log: per-step means and the rollouts with the largest |advantage| (no "
+        "selection), or the selected rollouts with their prompt, rationale, reward and terms. Every list is ordered "
+        "by --by (default: largest |advantage| first, the rollouts GRPO pushed hardest). Wide terminals get tables; "
+        "narrow ones (< 100 columns) and pipes get one block per rollout with whole ids and texts.",
         formatter_class=HelpFormatter,
         epilog=examples(
             "grace-rl inspect runs/grace_smollm2_cpu",
+            "grace-rl inspect runs/grace_smollm2_cpu --top 3                # largest |advantage|",
             "grace-rl inspect runs/grace_smollm2_cpu --top 3 --by reward",
             "grace-rl inspect runs/grace_smollm2_cpu --bottom 5 --by contrastive --step 24",
             "grace-rl inspect runs/grace_smollm2_cpu --prompt-id demo-0007 --columns 3",
@@ -54,7 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ins.add_argument("--top", type=_positive_int, default=None, metavar="K", help="K best rollouts by --by.")
     ins.add_argument("--bottom", type=_positive_int, default=None, metavar="K", help="K worst rollouts by --by.")
     ins.add_argument(
-        "--by", default="reward", metavar="TERM", help="Rank by reward, advantage, length or a reward term."
+        "--by",
+        default="abs_advantage",
+        metavar="TERM",
+        help="Order of every rollout list: abs_advantage (|advantage|), reward, advantage, length or a reward term.",
     )
     ins.add_argument("--grep", default=None, metavar="TEXT", help="Rationale or prompt contains TEXT (any case).")
     ins.add_argument("--limit", type=_positive_int, default=20, help="Most rollouts listed by --step/--grep.")

@@ -1,5 +1,6 @@
 """The terminal inspector behind `grace-rl inspect RUN_DIR`: per-step means, best/worst rollouts, one input's
-rationales across steps (rich tables)."""
+rationales across steps (rich tables). Every list of rollouts is ordered by `--by`, by default largest |advantage|
+first (:data:`grace_rl.inspection.log.DEFAULT_ORDER`), and its title says so."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from rich.text import Text
 
 from grace_rl.inspection import blocks
 from grace_rl.inspection.log import (
+    DEFAULT_ORDER,
     Run,
     filter_records,
     is_truncated,
     known_prompt_ids,
     load_run,
+    order_label,
+    ordered_records,
     prompt_history,
     rank_records,
     rationale_length,
@@ -128,8 +132,10 @@ class Selection:
         grep (`str` or `None`): rationale or prompt contains this text (any case).
         top (`int` or `None`): the K best rollouts by `by`.
         bottom (`int` or `None`): the K worst rollouts by `by`.
-        by (`str`): `reward`, `advantage`, `length` or a reward term.
-        limit (`int`): most rollouts listed by `step` / `grep`.
+        by (`str`): the order of every rollout list: `abs_advantage` (the default, largest |advantage| first),
+            `reward`, `advantage`, `length` or a reward term.
+        limit (`int`): most rollouts listed by `step` / `grep`, and (up to :data:`DEFAULT_TOP`) under the per-step
+            means of the default view.
         columns (`int`): most steps side by side for `prompt_id`.
         layout (`str`): `table`, `blocks` (one block per record: whole ids and texts), or `auto` (blocks when
             the output is piped or narrower than `blocks.MIN_TABLE_WIDTH` columns).
@@ -140,15 +146,18 @@ class Selection:
     grep: str | None = None
     top: int | None = None
     bottom: int | None = None
-    by: str = "reward"
+    by: str = DEFAULT_ORDER
     limit: int = 20
     columns: int = 4
     layout: str = "auto"
 
 
+# Rollouts the default view (no selection) lists under the per-step means.
+DEFAULT_TOP = 5
+
+
 def _check_selection(run: Run, args: Selection) -> None:
-    if args.by != "reward" and args.top is None and args.bottom is None:
-        raise ValueError(f"--by {args.by} needs --top K or --bottom K.")
+    ordered_records(run.records[:1], args.by)  # an unknown --by fails before anything prints
     if args.step is not None and args.step not in run.steps:
         steps = run.steps
         span = f"{steps[0]}..{steps[-1]}" if steps else "none"
@@ -176,8 +185,13 @@ def inspect_run(run_dir: str | Path, args: Selection, console: Console | None = 
     as_blocks = blocks.use_blocks(console, args.layout)
     _header(console, run)
     selecting = any(v is not None for v in (args.step, args.prompt_id, args.grep, args.top, args.bottom))
+    label = order_label(args.by)
     if not selecting:
         _print_steps(console, run, as_blocks)
+        shown = ordered_records(run.records, args.by)[: min(args.limit, DEFAULT_TOP)]
+        title = f"Top {len(shown)} of {len(run.records)} rollouts by {label}, largest first"
+        _print_records(console, run, shown, title, None, as_blocks)
+        console.print(f"Ordered by {label}; --by TERM for another order, --top/--bottom K, --step N to select.")
         return
     records = filter_records(run.records, step=args.step, prompt_id=args.prompt_id, grep=args.grep)
     where = ", ".join(
@@ -195,14 +209,17 @@ def inspect_run(run_dir: str | Path, args: Selection, console: Console | None = 
         for k, bottom in ((args.top, False), (args.bottom, True)):
             if k is not None:
                 ranked = rank_records(records, args.by, k, bottom=bottom)
-                title = f"{'Bottom' if bottom else 'Top'} {len(ranked)} by {args.by}{suffix}"
+                first = "smallest" if bottom else "largest"
+                title = f"{'Bottom' if bottom else 'Top'} {len(ranked)} by {label}{suffix}, {first} first"
                 _print_records(console, run, ranked, title, args.grep, as_blocks)
         return
     if args.prompt_id is not None:
         _print_history(console, run, records, args, as_blocks)
         return
-    shown = records[: args.limit]
-    _print_records(console, run, shown, f"{len(records)} rollouts{suffix}", args.grep, as_blocks)
+    shown = ordered_records(records, args.by)[: args.limit]
+    _print_records(
+        console, run, shown, f"{len(records)} rollouts{suffix}, largest {label} first", args.grep, as_blocks
+    )
     if len(records) > len(shown):
         console.print(f"{len(records) - len(shown)} more not shown; raise --limit, or use --top/--bottom.")
 

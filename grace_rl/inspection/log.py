@@ -25,7 +25,15 @@ logger = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("step", "prompt_id", "rationale", "rewards")
 # Sort keys that exist on every record besides the reward terms.
-BUILTIN_KEYS = ("reward", "advantage", "length")
+BUILTIN_KEYS = ("abs_advantage", "reward", "advantage", "length")
+# The default order of every rollout list: largest |advantage| first, the rollouts GRPO pushed hardest (up or down);
+# a group whose rollouts all scored alike has advantage 0 and nothing to learn from, so it comes last.
+DEFAULT_ORDER = "abs_advantage"
+
+
+def order_label(key: str) -> str:
+    """How a sort key reads in a title: `|advantage|` for `abs_advantage`, else the key."""
+    return "|advantage|" if key == "abs_advantage" else key
 
 
 @dataclass
@@ -173,9 +181,13 @@ def is_truncated(rec: dict[str, Any]) -> bool | None:
 
 
 def value_of(rec: dict[str, Any], key: str) -> float | None:
-    """`reward`, `advantage`, `length` or a reward term of one record; `None` when absent or not finite."""
+    """`reward`, `advantage`, `abs_advantage` (its magnitude), `length` or a reward term of one record; `None` when
+    absent or not finite."""
     if key == "length":
         return float(rationale_length(rec))
+    if key == "abs_advantage":
+        value = value_of(rec, "advantage")
+        return None if value is None else abs(value)
     value = rec.get(key) if key in ("reward", "advantage") else (rec.get("rewards") or {}).get(key)
     if value is None or not math.isfinite(float(value)):
         return None
@@ -252,6 +264,14 @@ def ranked_indices(records: list[dict[str, Any]], by: str, k: int, *, bottom: bo
     kept = [(v, i) for v, i in scored if v is not None]
     kept.sort(key=lambda vi: (vi[0] if bottom else -vi[0], vi[1]))
     return [i for _, i in kept[:k]]
+
+
+def ordered_records(records: list[dict[str, Any]], by: str = DEFAULT_ORDER) -> list[dict[str, Any]]:
+    """Every record, largest `by` value first (ties keep log order); records without a finite value come last, in
+    log order."""
+    ranked = ranked_indices(records, by, len(records)) if records else []
+    kept = set(ranked)
+    return [records[i] for i in ranked] + [r for i, r in enumerate(records) if i not in kept]
 
 
 def prompt_history(records: list[dict[str, Any]], prompt_id: str) -> dict[int, list[dict[str, Any]]]:

@@ -14,6 +14,7 @@ from grace_rl.inspection.log import (
     is_truncated,
     load_run,
     metric_series,
+    ordered_records,
     prompt_history,
     rank_records,
     sample_records,
@@ -184,7 +185,8 @@ def test_cli_summary(cli, run_dir):
     code, out, _ = cli(str(run_dir))
     assert code == 0
     assert "12 rollouts" in out and "no metrics.jsonl" in out and "STS before 10.0" in out
-    lines = [line for line in out.splitlines() if line.strip().startswith("│")]
+    means = out.split("Top 5 of 12 rollouts")[0]
+    lines = [line for line in means.splitlines() if line.strip().startswith("│")]
     assert len(lines) == 3  # one row per step
     assert "+0.875" in lines[0] and "50%" in lines[0] and "+1.375" in lines[0]
 
@@ -226,9 +228,58 @@ def test_cli_errors_name_the_value(cli, run_dir):
         (["--step", "9"], "--step 9 is not in the log (steps: 1..3)"),
         (["--prompt-id", "zzz"], "--prompt-id 'zzz' is not in the log; ids look like ['a', 'b']"),
         (["--top", "1", "--by", "bogus"], "cannot rank by 'bogus'"),
-        (["--by", "contrastive"], "--by contrastive needs --top K or --bottom K"),
+        (["--by", "bogus"], "cannot rank by 'bogus'"),  # before anything prints
     ]:
         code, _, err = cli(str(run_dir), *argv)
         assert code == 2 and message in err, (argv, err)
     code, _, err = cli(str(run_dir.parent / "missing"))
     assert code == 2 and "not a directory" in err
+
+
+def advantage_run(path: Path) -> Path:
+    """Step 1: group `flat` (every rollout reward 9, advantage 0: nothing to learn) and group `spread` (rewards 1 and
+    3, advantages -1 and +1); step 2: group `slight` (advantages -0.5 and +0.5). By reward, `flat` fills the top."""
+    records = []
+    for step, pid, rewards in ((1, "flat", (9.0, 9.0, 9.0)), (1, "spread", (1.0, 3.0)), (2, "slight", (2.0, 3.0))):
+        mean = sum(rewards) / len(rewards)
+        records += [
+            {"step": step, "prompt_id": pid, "prompt": f"input {pid}", "rationale": f"{pid} rollout {g}",
+             "rewards": {"contrastive": r}, "reward": r, "advantage": r - mean}
+            for g, r in enumerate(rewards)
+        ]  # fmt: skip
+    records.append({**records[-1], "rationale": "no advantage logged", "advantage": None})
+    return write_run(path, records)
+
+
+def test_rollouts_are_ordered_by_largest_absolute_advantage(tmp_path):
+    records = load_run(advantage_run(tmp_path / "run")).records
+    ordered = ordered_records(records)
+    assert [r["rationale"] for r in ordered] == [
+        "spread rollout 0",  # |-1|, first in log order of the tie
+        "spread rollout 1",
+        "slight rollout 0",
+        "slight rollout 1",
+        "flat rollout 0",
+        "flat rollout 1",
+        "flat rollout 2",
+        "no advantage logged",  # no value: last, kept
+    ]
+    assert value_of(records[3], "abs_advantage") == 1.0 and value_of(records[-1], "abs_advantage") is None
+    assert [r["prompt_id"] for r in rank_records(records, "reward", 3)] == ["flat"] * 3  # the uninformative view
+
+
+def test_cli_default_view_shows_the_largest_absolute_advantages_and_says_so(cli, tmp_path):
+    run = advantage_run(tmp_path / "run")
+    code, out, _ = cli(str(run))
+    assert code == 0 and "Per-step means" in out
+    listed = out.split("Top 5 of 8 rollouts by |advantage|, largest first")[1]
+    order = ("spread rollout 0", "spread rollout 1", "slight rollout 0", "slight rollout 1")
+    assert [listed.index(n) for n in order] == sorted(listed.index(n) for n in order)
+    assert "flat rollout 0" in listed and "flat rollout 1" not in listed  # five shown: the zero-advantage ones last
+    assert "Ordered by |advantage|; --by TERM for another order" in out
+    code, out, _ = cli(str(run), "--top", "2")  # --top without --by: |advantage| too
+    assert "Top 2 by |advantage|, largest first" in out and out.count("spread rollout") == 2 and "flat" not in out
+    code, out, _ = cli(str(run), "--step", "1", "--limit", "2")  # a listing: the same order
+    assert "5 rollouts (step 1), largest |advantage| first" in out and out.count("spread rollout") == 2
+    code, out, _ = cli(str(run), "--bottom", "1", "--by", "reward")
+    assert "Bottom 1 by reward, smallest first" in out and "spread rollout 0" in out
