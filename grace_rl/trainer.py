@@ -21,7 +21,7 @@ from grace_rl.config import GraceConfig
 from grace_rl.corpus_setup import CorpusRefreshCallback, build_corpus_index
 from grace_rl.embedding_loss import GradCapture, embedding_loss
 from grace_rl.prompts import RationaleTemplate
-from grace_rl.rationale_log import MetricsLogCallback, RationaleLog
+from grace_rl.rationale_log import MetricsLogCallback, RationaleLog, use_compact_console_log
 from grace_rl.resume import (
     checkpoint_guard,
     load_checkpoint_index,
@@ -166,7 +166,8 @@ class GraceTrainer(GRPOTrainer):
         self.corpus_refresh: CorpusRefreshCallback | None = None
         self._setup_corpus_index(args, corpus)
         self.rationale_log = RationaleLog(Path(args.output_dir) / RATIONALE_LOG) if args.rationale_log else None
-        self.add_callback(MetricsLogCallback(args.output_dir))
+        self.add_callback(MetricsLogCallback(args.output_dir))  # every key of every log
+        use_compact_console_log(self, args.reward_terms)  # the console: one line per log
 
     def _setup_corpus_index(self, args: GraceConfig, corpus: Corpus | None) -> None:
         """Build the corpus index (none without `corpus_path`), attach it to the reward, and register its refresh."""
