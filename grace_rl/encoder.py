@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grace_rl.errors import UserError
 from grace_rl.models import load_model, load_tokenizer, require_safetensors, resolve_model_path
 from grace_rl.prompts import DEFAULT_INSTRUCTION, RationaleTemplate
 from grace_rl.run_files import atomic_write
@@ -34,15 +35,15 @@ def check_encode_options(
     temperature >= 0 (> 0 for several rationales), a batch size >= 1."""
     budget = max_rationale_tokens
     if budget is not None and not (isinstance(budget, int) and budget >= 0):
-        raise ValueError(f"max_rationale_tokens must be an integer >= 0 (0 = no rationale), got {budget!r}.")
+        raise UserError(f"max_rationale_tokens must be an integer >= 0 (0 = no rationale), got {budget!r}.")
     if num_rationales < 1:
-        raise ValueError(f"num_rationales must be >= 1, got {num_rationales}.")
+        raise UserError(f"num_rationales must be >= 1, got {num_rationales}.")
     if not (math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}.")
+        raise UserError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}.")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        raise UserError(f"batch_size must be >= 1, got {batch_size}.")
     if num_rationales > 1 and temperature <= 0:
-        raise ValueError("num_rationales > 1 needs temperature > 0 (greedy rationales would all be the same).")
+        raise UserError("num_rationales > 1 needs temperature > 0 (greedy rationales would all be the same).")
 
 
 class GraceEncoder:

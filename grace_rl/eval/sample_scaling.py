@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from grace_rl.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_TEMPERATURE = 0.7
@@ -28,11 +30,11 @@ def parse_counts(spec: str) -> list[int]:
     try:
         counts = sorted({int(part) for part in spec.split(",") if part.strip()})
     except ValueError as err:
-        raise ValueError(
+        raise UserError(
             f"--scaling-samples takes comma-separated rationale counts such as 1,2,4,8; got {spec!r}."
         ) from err
     if not counts or counts[0] < 1:
-        raise ValueError(f"--scaling-samples needs at least one rationale count, all >= 1; got {spec!r}.")
+        raise UserError(f"--scaling-samples needs at least one rationale count, all >= 1; got {spec!r}.")
     return counts
 
 
@@ -44,7 +46,7 @@ def spearman_interval(
     from grace_rl.eval.protocol import spearman_interval as protocol_interval
 
     if len(gold) < 2:
-        raise ValueError(f"A Spearman interval needs >= 2 pairs, got {len(gold)}.")
+        raise UserError(f"A Spearman interval needs >= 2 pairs, got {len(gold)}.")
     return protocol_interval(pred, gold, n_boot, seed, level).as_dict("spearman")
 
 
@@ -112,7 +114,7 @@ def sts_samples_curve(
     from grace_rl.eval.sts import read_sts
 
     if temperature <= 0:
-        raise ValueError(f"Sampling several rationales needs temperature > 0, got {temperature}.")
+        raise UserError(f"Sampling several rationales needs temperature > 0, got {temperature}.")
     a, b, gold = read_sts(path, fmt, limit)
     unique = list(dict.fromkeys(a + b))
     row = {t: i for i, t in enumerate(unique)}
