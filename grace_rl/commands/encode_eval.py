@@ -79,11 +79,11 @@ def _check_options(args: argparse.Namespace, temperature: float = 0.0) -> None:
 
 
 def input_texts(source: str, where: str) -> list[str]:
-    """One text per line of `source`: a final newline ends the last line; an empty (or blank) line is refused with
-    its number, since row i of the output must be line i of the input."""
+    """One text per line of `source`: blank lines at the end are dropped (they shift no row); an empty (or blank)
+    line before the last text is refused with its number, since row i of the output must be line i of the input."""
     lines = source.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
+    while lines and not lines[-1].strip():
+        lines.pop()  # the newline that ends the last line, and blank lines after it
     texts = [line.rstrip("\r") for line in lines]
     for n, text in enumerate(texts, start=1):
         if not text.strip():
