@@ -271,7 +271,10 @@ def cmd_eval_sts(args: argparse.Namespace) -> int:
 
     if args.scaling_samples is not None and args.scaling is not None:
         raise UserError("Give --scaling (rationale budgets) or --scaling-samples (rationale counts), not both.")
-    _check_options(args)  # the temperature is checked where its default is known
+    from grace_rl.eval.sample_scaling import DEFAULT_SAMPLE_TEMPERATURE
+
+    default = DEFAULT_SAMPLE_TEMPERATURE if args.scaling_samples is not None else 0.0
+    _check_options(args, default if args.temperature is None else args.temperature)  # before the data and model
     if args.scaling_samples is not None or args.scaling is not None:
         samples = args.scaling_samples is not None
         out = args.scaling_out if args.scaling_out != "sts_scaling" or not samples else "sts_samples_scaling"
