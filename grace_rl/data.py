@@ -11,7 +11,8 @@ from typing import Any
 
 import datasets
 
-from grace_rl.run_files import JsonlError, iter_jsonl
+from grace_rl.errors import UserError
+from grace_rl.run_files import DuplicateKeyError, JsonlError, check_regular_file, iter_jsonl, unique_keys
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ MAX_TEXT_CHARS = 20_000  # a first cheap cut; the token limit from the model's c
 VISIBLE = ("L", "N", "P", "S", "M")  # Unicode categories that show: letters, numbers, punctuation, symbols, marks
 
 
-class DataValidationError(ValueError):
+class DataValidationError(UserError):
     """A training row is unusable; the message names the file, row number (1-based), field and fix."""
 
 
@@ -36,6 +37,7 @@ def load_rows_located(path: str | Path) -> tuple[list[Any], list[str]]:
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"Dataset {path} does not exist; fix dataset_path.")
+    check_regular_file(path, "dataset_path")
     suffix = path.suffix.lower()
     if path.is_dir():
         ds = datasets.load_from_disk(str(path))
@@ -80,7 +82,12 @@ def read_text_lines(path: Path) -> str:
 
 def _read_json_array(path: Path) -> list[Any]:
     try:
-        rows = json.loads(read_text_lines(path))
+        rows = json.loads(read_text_lines(path), object_pairs_hook=unique_keys)
+    except DuplicateKeyError as err:
+        raise DataValidationError(
+            f"{path}: field {err.key!r} is given twice in one object (JSON would keep the last value silently) - "
+            "keep one."
+        ) from err
     except json.JSONDecodeError as err:
         raise DataValidationError(
             f"{path}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno}); fix the file (a truncated "
@@ -159,6 +166,11 @@ def validate_supervised(
                 f"{where}: field 'negatives' must be a list of strings, got {type(negatives).__name__}."
             )
         negatives = [_check_text(x, where, f"negatives[{k}]") for k, x in enumerate(negatives)]
+        if "id" in row and (row["id"] is None or not str(row["id"]).strip()):
+            raise DataValidationError(
+                f"{where}: field 'id' is {'null' if row['id'] is None else 'empty'}; give the row a unique id or drop "
+                "the field (rows without one are numbered)."
+            )
         row_id = str(row.get("id", f"row-{n}"))
         if row_id in seen_ids:
             raise DataValidationError(f"{where}: duplicate id {row_id!r}; ids must be unique.")
@@ -191,8 +203,9 @@ def load_texts_located(path: str | Path, text_column: str = "text") -> tuple[lis
     """Texts (as :func:`load_texts`) and where each one is (`file:line: row N`)."""
     path = Path(path).expanduser()
     if path.suffix.lower() == ".txt":
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"Dataset {path} does not exist; fix dataset_path.")
+        check_regular_file(path, "dataset_path")
         lines = [(i, line.rstrip("\r")) for i, line in enumerate(read_text_lines(path).split("\n"), start=1)]
         kept = [(i, line) for i, line in lines if line.strip()]
         return [line for _, line in kept], [f"{path}:{i}: row {n}" for n, (i, _) in enumerate(kept, start=1)]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grace_rl.errors import UserError
 from grace_rl.models import load_model, load_tokenizer, require_safetensors, resolve_model_path
 from grace_rl.prompts import DEFAULT_INSTRUCTION, RationaleTemplate
 from grace_rl.run_files import atomic_write
@@ -58,15 +59,15 @@ def check_encode_options(
     temperature >= 0 (> 0 for several rationales), a batch size >= 1."""
     budget = max_rationale_tokens
     if budget is not None and not (isinstance(budget, int) and budget >= 0):
-        raise ValueError(f"max_rationale_tokens must be an integer >= 0 (0 = no rationale), got {budget!r}.")
+        raise UserError(f"max_rationale_tokens must be an integer >= 0 (0 = no rationale), got {budget!r}.")
     if num_rationales < 1:
-        raise ValueError(f"num_rationales must be >= 1, got {num_rationales}.")
+        raise UserError(f"num_rationales must be >= 1, got {num_rationales}.")
     if not (math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}.")
+        raise UserError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}.")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        raise UserError(f"batch_size must be >= 1, got {batch_size}.")
     if num_rationales > 1 and temperature <= 0:
-        raise ValueError("num_rationales > 1 needs temperature > 0 (greedy rationales would all be the same).")
+        raise UserError("num_rationales > 1 needs temperature > 0 (greedy rationales would all be the same).")
 
 
 class GraceEncoder:
@@ -98,7 +99,7 @@ class GraceEncoder:
         embedding: str = "rationale",
     ) -> None:
         if embedding not in EMBEDDINGS:
-            raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}.")
+            raise UserError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}.")
         self.model = model
         self.tokenizer = tokenizer
         self.pooling = pooling
@@ -129,7 +130,7 @@ class GraceEncoder:
             meta = json.loads((path / GRACE_META).read_text(encoding="utf-8"))
         embedding = embedding if embedding is not None else meta.get("embedding", "rationale")
         if embedding not in EMBEDDINGS:
-            raise ValueError(
+            raise UserError(
                 f"{path / GRACE_META} says embedding {embedding!r}: a plain-text sentence-transformers model "
                 "(grace_rl.contrastive); load it with sentence_transformers.SentenceTransformer, or pass "
                 f"embedding= one of {EMBEDDINGS} to embed it inside the chat template."
@@ -253,7 +254,7 @@ class GraceEncoder:
         budget = self.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
         check_encode_options(budget, num_rationales, temperature, batch_size)
         if self.embedding == "echo" and num_rationales != 1:
-            raise ValueError(f"Echo embeddings write no rationale: num_rationales must be 1, got {num_rationales}.")
+            raise UserError(f"Echo embeddings write no rationale: num_rationales must be 1, got {num_rationales}.")
         return budget
 
     def _encode_echo(
@@ -313,7 +314,7 @@ def _frozen_embedder(
         return SentenceTransformerPool(meta["reward_embedder"], tokenizer, ends)
     base = meta.get("embedder_model")
     if not base:
-        raise ValueError(
+        raise UserError(
             f"{GRACE_META}: reward_embedder is 'frozen' but embedder_model (the starting model) is missing."
         )
     model = load_model(resolve_model_path(base), trust_remote_code=trust_remote_code)

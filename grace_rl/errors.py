@@ -2,12 +2,17 @@
 refused output directory, a full disk) prints ONE line and exits with status 2; the traceback is kept for `--debug`
 or `GRACE_RL_DEBUG=1`.
 
-Known errors are `ValueError` (config invariants, :class:`grace_rl.data.DataValidationError`,
-:class:`grace_rl.run_files.JsonlError`, :class:`grace_rl.resume.RunMismatchError`, ...) and `OSError` (missing files,
-:class:`grace_rl.resume.CheckpointSaveError`, ...). Their messages name the file (`<file>:<line>: ...` where there is
-a line) and say what to do. Anything else is a bug and keeps its traceback (exit status 1).
+Known errors are the ones grace-rl raises about the user's input, :class:`UserError` (config invariants,
+:class:`grace_rl.data.DataValidationError`, :class:`grace_rl.run_files.JsonlError`,
+:class:`grace_rl.resume.RunMismatchError`, ...), :class:`GraceError`, and `OSError`: the I/O errors of the files the
+user named (missing files, a full disk, :class:`grace_rl.resume.CheckpointSaveError`, ...). Their messages name the
+file (`<file>:<line>: ...` where there is a line) and say what to do.
 
-Standard library only: importing it costs nothing on the CLI's fast path.
+Anything else, a plain `ValueError` from inside a library call included, is a bug (ours or a library's), not the
+user's mistake: it prints `internal error: ...`, the traceback and where to report it, and exits with status 1.
+
+Standard library only (plus `rollout.errors`, which defines :class:`UserError`): importing it costs nothing on the
+CLI's fast path.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
+
+from rollout.errors import UserError  # defined in the lowest layer, so `rollout` can raise it too
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "GRACE_RL_DEBUG"
@@ -30,8 +37,13 @@ class ZeroStepsError(GraceError):
     """Training finished without a single optimizer step: there is no result to save or report."""
 
 
-KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, GraceError)
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError, GraceError)
+EXIT_INTERNAL = 1
 MAX_CHARS = 2000  # a message longer than this is cut (a pathological value quoted in it)
+REPORT_TO = (
+    "This is a bug in grace-rl or a library it calls, not a mistake in your input. Please report it to the grace-rl "
+    "maintainers (the project's issue tracker) with the command line and the traceback above."
+)
 
 
 def pop_debug(argv: list[str]) -> tuple[list[str], bool]:
@@ -57,7 +69,8 @@ def one_line(err: BaseException) -> str:
 
 
 def run_command(func: Callable[..., Any], *args: Any, debug: bool = False, stream: TextIO | None = None) -> int:
-    """Call `func(*args)`; return its exit status, or `2` after printing `error: <message>` for a known error.
+    """Call `func(*args)`; return its exit status, or `2` after printing `error: <message>` for a known error, or `1`
+    after printing `internal error: ...`, the traceback and where to report it for any other exception.
 
     Args:
         func (`Callable`):
@@ -79,3 +92,17 @@ def run_command(func: Callable[..., Any], *args: Any, debug: bool = False, strea
             raise
         print(f"error: {one_line(err)}", file=stream or sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as err:  # noqa: BLE001 - the last net: a bug, shown as one (with its traceback)
+        if debug:
+            raise
+        report_internal_error(err, stream or sys.stderr)
+        return EXIT_INTERNAL
+
+
+def report_internal_error(err: BaseException, stream: TextIO) -> None:
+    """`internal error: <Type>: <message>`, the traceback, and where to report it."""
+    import traceback
+
+    print(f"internal error: {type(err).__name__}: {one_line(err)}", file=stream)
+    traceback.print_exception(type(err), err, err.__traceback__, file=stream)
+    print(REPORT_TO, file=stream)

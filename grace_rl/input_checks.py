@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grace_rl.data import DataValidationError
+from grace_rl.errors import UserError
 
 if TYPE_CHECKING:
     from grace_rl.config import GraceConfig
@@ -71,18 +72,18 @@ def check_numbers(*configs: Any) -> None:
             values = value if isinstance(value, list) else [value]
             for v in values:
                 if isinstance(v, float) and not math.isfinite(v):
-                    raise ValueError(f"{f.name} is {v!r}; it must be a finite number - fix it in the recipe.")
+                    raise UserError(f"{f.name} is {v!r}; it must be a finite number - fix it in the recipe.")
             if _wants(hints.get(f.name), int) and value is not None and (type(value) is not int):
-                raise ValueError(f"{f.name} must be an integer, got {value!r} - fix it in the recipe.")
+                raise UserError(f"{f.name} must be an integer, got {value!r} - fix it in the recipe.")
             if _wants(hints.get(f.name), str) and value is not None and not isinstance(value, str):
-                raise ValueError(f"{f.name} must be a string, got {value!r} - fix it in the recipe (quote it).")
+                raise UserError(f"{f.name} must be a string, got {value!r} - fix it in the recipe (quote it).")
         instruction = getattr(config, "instruction", None)
         if isinstance(instruction, str) and not instruction.strip():
-            raise ValueError("instruction is empty; it is the system turn asking for a rationale - set it or drop it.")
+            raise UserError("instruction is empty; it is the system turn asking for a rationale - set it or drop it.")
         for name, ok, rule in RANGES:
             value = getattr(config, name, None)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
-                raise ValueError(f"{name} must be {rule}, got {value!r} - fix it in the recipe.")
+                raise UserError(f"{name} must be {rule}, got {value!r} - fix it in the recipe.")
 
 
 def check_enough_rows(rows: list[dict[str, Any]], args: GraceConfig, source: str) -> None:
@@ -112,7 +113,7 @@ def check_token_lengths(rows: list[dict[str, Any]], args: GraceConfig, model_pat
     overhead = len(tokenizer.apply_chat_template(RationaleTemplate(args.instruction)(""), add_generation_prompt=True))
     limit = context - overhead - budget
     if limit < 1:
-        raise ValueError(
+        raise UserError(
             f"the model's context ({context} tokens) has no room for a text: the template takes {overhead} and the "
             f"rationale budget {budget} - lower max_completion_length / anchor_rationale_tokens."
         )
@@ -131,32 +132,110 @@ def check_token_lengths(rows: list[dict[str, Any]], args: GraceConfig, model_pat
                 )
 
 
-def check_config_file(path: str | Path) -> None:
-    """A YAML recipe before TRL parses it: at most :data:`MAX_CONFIG_BYTES`, UTF-8, and at most
-    :data:`MAX_CONFIG_NODES` nodes once aliases are expanded (anchors are composed, not expanded, to count)."""
+def list_keys(*config_types: type) -> dict[str, bool]:
+    """The list-typed fields (`list[...]` or `list[...] | None`) of the dataclasses `config_types`, as
+    `{name: nullable}`."""
+    keys = {}
+    for config_type in config_types:
+        for name, hint in typing.get_type_hints(config_type).items():
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            if typing.get_origin(hint) is list:
+                keys[name] = False
+            elif typing.get_origin(hint) in (typing.Union, types.UnionType) and all(
+                typing.get_origin(a) is list for a in args
+            ):  # not `str | list[str]` (report_to: none)
+                keys[name] = True
+    return keys
+
+
+def check_config_file(path: str | Path, list_fields: dict[str, bool] | None = None) -> None:
+    """A YAML recipe before TRL parses it: a regular file of at most :data:`MAX_CONFIG_BYTES`, UTF-8, at most
+    :data:`MAX_CONFIG_NODES` nodes once aliases are expanded (anchors are composed, not expanded, to count), no key
+    twice in a mapping (YAML would keep the last value silently), and each of `list_fields` (`{key: nullable}`) a
+    flat list (a scalar or a nested list is refused: TRL would pass it on as it is)."""
     import yaml
 
+    from grace_rl.run_files import check_regular_file
+
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"--config {path} does not exist; pass the recipe's path.")
+    check_regular_file(path, "--config")
     size = path.stat().st_size
     if size > MAX_CONFIG_BYTES:
-        raise ValueError(f"{path}: {size} bytes; a recipe is at most {MAX_CONFIG_BYTES} bytes - is it the right file?")
+        raise UserError(f"{path}: {size} bytes; a recipe is at most {MAX_CONFIG_BYTES} bytes - is it the right file?")
     try:
         node = yaml.compose(path.read_bytes().decode("utf-8"), Loader=yaml.SafeLoader)
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text (byte {err.start + 1}) - save the recipe as UTF-8.") from err
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start + 1}) - save the recipe as UTF-8.") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(err, "problem", None) or str(err)
-        raise ValueError(f"{where}: not valid YAML ({problem}) - fix the recipe.") from err
+        raise UserError(f"{where}: not valid YAML ({problem}) - fix the recipe.") from err
     total = _expanded_size(node, {})
     if total > MAX_CONFIG_NODES:
-        raise ValueError(
+        raise UserError(
             f"{path}: expands to {total:.3g} YAML nodes through anchors/aliases (max {MAX_CONFIG_NODES}) - a recipe "
             "needs no such nesting; write the values out."
         )
+    _check_duplicate_keys(node, path, set())
+    if isinstance(node, yaml.MappingNode) and list_fields:
+        _check_list_shapes(node, path, list_fields)
+
+
+ALL_LINEAR = "all-linear"  # the one scalar `lora_target_modules` takes (peft: every linear layer)
+
+
+def _check_duplicate_keys(node: Any, path: Path, seen_nodes: set[int]) -> None:
+    """Refuse a mapping that holds a key twice, naming `file:line` of the second one."""
+    import yaml
+
+    if id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in first:
+                    raise UserError(
+                        f"{path}:{key.start_mark.line + 1}: key {key.value!r} is given twice (first on line "
+                        f"{first[key.value]}); YAML would keep the last value silently - keep one."
+                    )
+                first[key.value] = key.start_mark.line + 1
+            _check_duplicate_keys(value, path, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            _check_duplicate_keys(child, path, seen_nodes)
+
+
+def _check_list_shapes(node: Any, path: Path, list_fields: dict[str, bool]) -> None:
+    """Each list-typed key holds a flat list of scalars (or null where the field is optional)."""
+    import yaml
+
+    for key, value in node.value:
+        name = getattr(key, "value", None)
+        if name not in list_fields:
+            continue
+        where = f"{path}:{key.start_mark.line + 1}"
+        if isinstance(value, yaml.ScalarNode):
+            if value.tag == "tag:yaml.org,2002:null" and list_fields[name]:
+                continue
+            if name == "lora_target_modules" and value.value == ALL_LINEAR:
+                continue
+            raise UserError(
+                f"{where}: {name} must be a list, got the single value {value.value!r} - write it as a list: "
+                f"{name}: [{value.value}]" + (f" (or {ALL_LINEAR})" if name == "lora_target_modules" else "") + "."
+            )
+        if not isinstance(value, yaml.SequenceNode):
+            raise UserError(f"{where}: {name} must be a list of values, got a mapping - write it as [a, b, ...].")
+        nested = [child for child in value.value if not isinstance(child, yaml.ScalarNode)]
+        if nested:
+            raise UserError(
+                f"{where}: {name} must be a flat list of values, but item {value.value.index(nested[0]) + 1} is a "
+                f"{'list' if isinstance(nested[0], yaml.SequenceNode) else 'mapping'} - write it as [a, b, ...]."
+            )
 
 
 def _expanded_size(node: Any, memo: dict[int, int]) -> int:

@@ -19,6 +19,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from grace_rl import DEFAULT_MODEL_ID
+from grace_rl.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +113,11 @@ def _read_config(path: Path) -> dict:
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(
+        raise UserError(
             f"{config_file} is unreadable or not valid JSON ({err}); restore the model's config.json."
         ) from err
     if not isinstance(config, dict) or not config.get("model_type"):
-        raise ValueError(f"{config_file} has no 'model_type'; it is not a Hugging Face model config.")
+        raise UserError(f"{config_file} has no 'model_type'; it is not a Hugging Face model config.")
     return config
 
 
@@ -124,7 +125,7 @@ def _check_custom_code(path: Path, config: dict, trust_remote_code: bool) -> Non
     from transformers import CONFIG_MAPPING
 
     if config.get("auto_map") and config["model_type"] not in CONFIG_MAPPING and not trust_remote_code:
-        raise ValueError(
+        raise UserError(
             f"{path}/config.json declares custom code (auto_map) for model_type {config['model_type']!r}, which "
             "transformers does not know. grace-rl never runs a model's own Python code unless asked: set "
             "trust_remote_code: true only if you trust the files."
@@ -138,7 +139,7 @@ def _safetensors_files(path: Path, prefix: str = "model") -> list[Path]:
         try:
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
         except (OSError, ValueError, KeyError, AttributeError) as err:
-            raise ValueError(f"{index} is corrupt ({err}); re-save the model.") from err
+            raise UserError(f"{index} is corrupt ({err}); re-save the model.") from err
         missing = [s for s in shards if not (path / s).is_file()]
         if missing:
             raise FileNotFoundError(f"{index} lists shard(s) {missing} that are missing from {path}; copy them.")
@@ -156,7 +157,7 @@ def _check_safetensors(files: list[Path]) -> None:
             with safe_open(str(file), framework="pt") as f:
                 f.keys()
         except Exception as err:  # noqa: BLE001 - safetensors raises its own error types; re-raised with context
-            raise ValueError(f"{file} is not a readable safetensors file ({err}); re-save or re-copy it.") from err
+            raise UserError(f"{file} is not a readable safetensors file ({err}); re-save or re-copy it.") from err
 
 
 def require_safetensors(path: str | Path, prefix: str = "model") -> list[Path]:
@@ -167,7 +168,7 @@ def require_safetensors(path: str | Path, prefix: str = "model") -> list[Path]:
     if not files:
         pickles = sorted(p.name for pattern in PICKLE_WEIGHT_PATTERNS for p in path.glob(pattern))
         if pickles:
-            raise ValueError(
+            raise UserError(
                 f"{path} holds only pickle weights {pickles[:3]}, no {prefix}.safetensors. " + _CONVERT_HINT
             )
         raise FileNotFoundError(f"{path} has no {prefix}.safetensors (nor a sharded index); copy the weights there.")
@@ -197,7 +198,7 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrai
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:
-        raise ValueError(f"The tokenizer at {path} has no chat template; GRACE needs an instruction-tuned model.")
+        raise UserError(f"The tokenizer at {path} has no chat template; GRACE needs an instruction-tuned model.")
     return tokenizer
 
 
@@ -209,7 +210,7 @@ def load_model(
     try:
         AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception as err:  # noqa: BLE001 - re-raised with context
-        raise ValueError(f"Cannot read the model config at {path}: {err}") from err
+        raise UserError(f"Cannot read the model config at {path}: {err}") from err
     return AutoModelForCausalLM.from_pretrained(
         str(path), dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True
     )

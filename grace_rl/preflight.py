@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 from grace_rl import DEFAULT_MODEL_ID
 from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import DataValidationError
+from grace_rl.errors import UserError
 from grace_rl.extension_locks import warn_stale_extension_locks
 from grace_rl.input_checks import check_enough_rows, check_numbers, check_token_lengths
 from grace_rl.models import check_model_dir, resolve_model_path
-from grace_rl.resume import RESUME_OFF, check_output_dir, resolve_checkpoint, run_fingerprint
+from grace_rl.resume import RESUME_OFF, check_not_finished, check_output_dir, resolve_checkpoint, run_fingerprint
 
 if TYPE_CHECKING:
     from trl import ModelConfig
@@ -154,7 +155,7 @@ def preflight(
     overwrite = bool(args.overwrite_output_dir)
     resume = args.resume_from_checkpoint
     if overwrite and resume not in (None, False) and str(resume).strip().lower() not in RESUME_OFF:
-        raise ValueError(
+        raise UserError(
             "resume_from_checkpoint and overwrite_output_dir contradict each other: resuming continues the run in "
             "output_dir, overwriting deletes it. Pass only one."
         )
@@ -162,6 +163,7 @@ def preflight(
     fingerprint = run_fingerprint(script_args, args, model_args, model_path)
     existing = check_output_dir(args.output_dir, fingerprint, checkpoint is not None, overwrite)
     if checkpoint is not None:
+        check_not_finished(checkpoint, args.max_steps, args.num_train_epochs)  # a finished run: nothing to resume
         warn_inexact_resume(args)
     if args.deepspeed:
         warn_stale_extension_locks()  # a killed op compile would make this run wait forever, silently

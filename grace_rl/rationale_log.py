@@ -39,15 +39,50 @@ class RationaleLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, records: Iterable[dict[str, Any]]) -> int:
-        """Append one JSON line per record; returns the number of lines written."""
+        """Append one JSON line per record; returns the number of lines written.
+
+        A failed write (a full disk) cuts the file back to its size before the call (or removes a file it created),
+        so no half-written line is left as if it were valid, and raises an `OSError` naming the file and the last
+        complete checkpoint (:func:`log_write_error`).
+        """
         lines = [json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records]
         if not lines:
             return 0
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write("".join(lines))
-            f.flush()
-            os.fsync(f.fileno())
+        existed = self.path.is_file()
+        size = self.path.stat().st_size if existed else 0
+        try:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write("".join(lines))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            self._undo(existed, size)
+            raise log_write_error(self.path, err) from err
         return len(lines)
+
+    def _undo(self, existed: bool, size: int) -> None:
+        try:
+            if existed:
+                os.truncate(self.path, size)
+            else:
+                self.path.unlink(missing_ok=True)
+        except OSError as err:  # the cut itself failed: a resume cuts the log back to its checkpoint anyway
+            logger.warning("Could not cut %s back to %d bytes after a failed write: %s", self.path, size, err)
+
+
+def log_write_error(path: Path, err: OSError) -> OSError:
+    """The error of a failed append to a run log: the file, the cause (the disk is full), and where the run can go
+    on from (the last complete checkpoint, or none yet: start over)."""
+    from grace_rl.resume import is_disk_full, restart_advice
+
+    full = is_disk_full(err)
+    why = "the disk is full" if full else f"{err.strerror or err}"
+    advice = restart_advice(path.parent, "Free disk space" if full else "Fix the cause")
+    return OSError(
+        err.errno,
+        f"cannot append to {path}: {why}; the unfinished lines were removed, the lines before them are intact. "
+        + advice,
+    )
 
 
 class MetricsLogCallback(TrainerCallback):

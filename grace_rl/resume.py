@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grace_rl.checkpoint_check import check_checkpoint, check_marker
+from grace_rl.errors import GraceError, UserError
 from grace_rl.run_files import (
     CHECKPOINT_MARKER,
     CORPUS_INDEX_DIR,
@@ -59,7 +60,7 @@ _TRUE = ("true", "last", "latest", "yes", "1")
 RESUME_OFF = ("", "false", "none", "null", "no", "0")  # resume_from_checkpoint values that mean no resume
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(UserError):
     """The output directory holds another run (or one that must be resumed or overwritten explicitly)."""
 
 
@@ -67,7 +68,7 @@ class CheckpointSaveError(OSError):
     """Writing a checkpoint failed (e.g. the disk is full); the partial checkpoint was removed."""
 
 
-class CorpusIndexResumeError(RuntimeError):
+class CorpusIndexResumeError(RuntimeError, GraceError):
     """The checkpoint's corpus index is missing, corrupt, or built over another corpus."""
 
 
@@ -286,17 +287,37 @@ def resolve_checkpoint(value: str | bool | Path | None, output_dir: str | Path) 
     if not path.is_dir():
         raise FileNotFoundError(f"resume_from_checkpoint {path} is not a directory; pass a checkpoint-N dir or true.")
     if path.parent != out:
-        raise ValueError(
+        raise UserError(
             f"resume_from_checkpoint {path} is not a checkpoint of output_dir {out}. Resuming continues the run's "
             "logs next to its checkpoints, and grace-rl loads pickled optimizer/RNG state only from its own run: set "
             f"output_dir to {path.parent}."
         )
     if not is_complete(path):
-        raise ValueError(
+        raise UserError(
             f"{path} is incomplete (no {TRAINER_STATE} or {CHECKPOINT_MARKER}: the run stopped while saving it); "
             f"resume from {latest or 'an earlier checkpoint'} instead (--resume_from_checkpoint true picks it)."
         )
     return _checked(path)
+
+
+def check_not_finished(checkpoint: Path, max_steps: int, num_train_epochs: float) -> None:
+    """Refuse to resume from a checkpoint that already reached the end of training (`max_steps`, or with
+    `max_steps: -1` the same `num_train_epochs` run through): it would train past the end and append to the logs."""
+    step = int(read_marker(checkpoint)["global_step"])
+    end = max_steps if max_steps > 0 else None
+    if end is None:
+        try:
+            state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        same_epochs = state.get("num_train_epochs") == num_train_epochs
+        end = state.get("max_steps") if same_epochs and isinstance(state.get("max_steps"), int) else None
+    if end is not None and step >= end:
+        what = f"max_steps {max_steps}" if max_steps > 0 else f"num_train_epochs {num_train_epochs} ({end} steps)"
+        raise UserError(
+            f"The run in {checkpoint.parent} is complete: {checkpoint.name} is at step {step}, and {what} ends "
+            "there; nothing to resume, nothing was written. Raise max_steps (or num_train_epochs) to train further."
+        )
 
 
 def _checked(checkpoint: Path) -> Path:
@@ -315,7 +336,12 @@ def save_checkpoint_extras(folder: Path, output_dir: str | Path, global_step: in
     atomic_write(folder / CHECKPOINT_MARKER, json.dumps(marker, indent=2))
 
 
-DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded")
+DISK_FULL_TEXT = (
+    "no space left on device",
+    "disk quota exceeded",
+    "unexpected pos",  # torch.save's zip writer after a short write
+    "file write failed",  # torch.save's PytorchStreamWriter
+)
 
 
 def is_disk_full(err: BaseException) -> bool:
@@ -340,14 +366,23 @@ def checkpoint_guard(folder: Path, is_main: bool) -> Iterator[None]:
         previous = latest_checkpoint(folder.parent)
         full = is_disk_full(err)
         reason = "the disk is full" if full else f"{type(err).__name__}: {err}"
-        kept = f"the last complete checkpoint is {previous}" if previous else "no complete checkpoint exists yet"
         code = errno.ENOSPC if full else getattr(err, "errno", None) or errno.EIO
         raise CheckpointSaveError(
             code,
-            f"Saving {folder} failed: {reason} ({type(err).__name__}: {err}). The partial checkpoint was removed and "
-            f"{kept}. " + ("Free disk space" if full else "Fix the cause") + " and resume with "
-            "--resume_from_checkpoint true.",
+            f"Saving {folder} failed: {reason} ({type(err).__name__}: {err}). The partial checkpoint was removed. "
+            + restart_advice(folder.parent, "Free disk space" if full else "Fix the cause", previous),
         ) from err
+
+
+def restart_advice(output_dir: Path, first: str, previous: Path | None = None) -> str:
+    """Where the run can go on from: the last complete checkpoint, or none yet (start over)."""
+    previous = previous if previous is not None else latest_checkpoint(output_dir)
+    if previous is not None:
+        return f"{first}, then resume with --resume_from_checkpoint true: the last complete checkpoint is {previous}."
+    return (
+        f"{first}; the last complete checkpoint: none yet (no complete checkpoint exists yet) - start over with "
+        "--overwrite_output_dir true."
+    )
 
 
 # ---- resume ------------------------------------------------------------------------------------------------------
@@ -392,9 +427,9 @@ def load_checkpoint_index(index: CorpusIndex, checkpoint: Path, rebuild: bool) -
     try:
         loaded = CorpusIndex.load(directory, use_gpu=index.settings.use_gpu)
         if loaded.corpus.doc_ids != index.corpus.doc_ids or loaded.corpus.texts != index.corpus.texts:
-            raise ValueError("it was built over another corpus than corpus_path")
+            raise UserError("it was built over another corpus than corpus_path")
         if asdict(loaded.settings) != asdict(index.settings):
-            raise ValueError(
+            raise UserError(
                 f"its settings {asdict(loaded.settings)} differ from the config's {asdict(index.settings)}"
             )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:

@@ -18,7 +18,7 @@ from grace_rl import DEFAULT_MODEL_ID
 from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import build_dataset, load_supervised, load_unsupervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
-from grace_rl.errors import ZeroStepsError
+from grace_rl.errors import UserError, ZeroStepsError
 from grace_rl.eval.sts import read_sts
 from grace_rl.main_process import init_deepspeed_comm, run_on_main_process
 from grace_rl.model_card import BaseModelIdCallback, record_base_model_id, write_model_card
@@ -41,22 +41,30 @@ class _RecipeParser(TrlParser):
     recipe = "the command line"
 
     def error(self, message: str):  # noqa: D102 - argparse hook
-        raise ValueError(f"{self.recipe}: {message} - fix the value (see `grace-rl train --help`).")
+        raise UserError(f"{self.recipe}: {message} - fix the value (see `grace-rl train --help`).")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[GraceScriptArguments, GraceConfig, ModelConfig]:
-    from grace_rl.input_checks import check_config_file, check_numbers
+    from grace_rl.input_checks import ALL_LINEAR, check_config_file, check_numbers, list_keys
 
     args = list(argv) if argv is not None else sys.argv[1:]
     parser = _RecipeParser((GraceScriptArguments, GraceConfig, ModelConfig))
     for flag, value in zip(args, args[1:], strict=False):  # the recipe, before TRL parses it (size, alias bombs)
         if flag == "--config":
-            check_config_file(value)
+            check_config_file(value, list_keys(GraceScriptArguments, GraceConfig, ModelConfig))
             parser.recipe = f"{value} (or the command line)"
     try:
         parsed = parser.parse_args_and_config(args=argv)
+    except UserError:
+        raise
     except TypeError as err:  # a recipe value of the wrong type (e.g. `max_completion_length: null`) in a check
-        raise ValueError(f"{parser.recipe}: a value has the wrong type ({err}) - check the recipe's values.") from err
+        raise UserError(f"{parser.recipe}: a value has the wrong type ({err}) - check the recipe's values.") from err
+    except ValueError as err:  # TRL / transformers checking the values they parse (unknown keys, invariants)
+        raise UserError(f"{parser.recipe}: {err} - fix the recipe (see `grace-rl train --help`).") from err
+    model_args = parsed[2]
+    targets = model_args.lora_target_modules  # TRL turns a one-item list into a string, which peft reads as a regex
+    if isinstance(targets, str) and targets != ALL_LINEAR:
+        model_args.lora_target_modules = [targets]
     check_numbers(*parsed)  # again in the preflight; here it runs before the rows are loaded
     return parsed
 
@@ -156,7 +164,7 @@ def load_rows_for_task(script_args: GraceScriptArguments, training_args: GraceCo
     if script_args.task == "supervised":
         return load_supervised(script_args.dataset_path, script_args.max_train_rows)
     if training_args.directions != ["q2d"]:
-        raise ValueError(f"directions={training_args.directions}: the unsupervised task has only one side; use [q2d].")
+        raise UserError(f"directions={training_args.directions}: the unsupervised task has only one side; use [q2d].")
     return load_unsupervised(script_args.dataset_path, script_args.text_column, script_args.max_train_rows)
 
 
@@ -164,7 +172,7 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
     """Train GRACE and return a summary (eval before/after, seconds per step, paths)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if training_args.frozen_embedder and script_args.eval_sts_path:
-        raise ValueError(
+        raise UserError(
             f"reward_embedder={training_args.reward_embedder!r}: the before/after STS evaluation pools the policy's "
             "own states, not the frozen embedder's; set eval_sts_path: null and evaluate the run with `grace-rl eval "
             "retrieval-protocol` (or encode(), which uses the frozen embedder)."

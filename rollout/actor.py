@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from rollout.embedder import Embedder, EmbedRequest, MessagesFn
+from rollout.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class ModelSpec:
         base = model.get_base_model() if lora else model
         path = str(getattr(base, "name_or_path", "") or "")
         if not (Path(path) / "config.json").is_file():
-            raise ValueError(
+            raise UserError(
                 f"The ray embedding backend rebuilds the model in each actor from a local directory, but the "
                 f"trainer's model came from {path!r}, which is not one. Load the model from a local directory "
                 "(save_pretrained first), or use embedding_backend: local."

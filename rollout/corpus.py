@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollout.files import JsonlError, iter_jsonl
+from rollout.errors import UserError
+from rollout.files import JsonlError, check_regular_file, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 TSV_SUFFIXES = (".tsv", ".tab", ".txt")
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """A corpus file is unusable; the message names the file, the row (1-based) and the fix."""
 
 
@@ -152,6 +153,7 @@ def load_corpus(path: str | Path) -> Corpus:
         raise FileNotFoundError(
             f"Corpus {path} does not exist; set corpus_path to a JSONL/TSV file or a saved dataset."
         )
+    check_regular_file(path, "corpus_path")
     if path.is_dir():
         docs = _read_saved_dataset(path)
     elif path.suffix.lower() in JSONL_SUFFIXES:

@@ -1,4 +1,5 @@
-"""Files written and read safely: the atomic write and the JSONL reader (standard library only).
+"""Files written and read safely: the atomic write, the JSONL reader (a key given twice refused) and the check that
+an input is a regular file (standard library only).
 
 They live in `rollout` because the corpus reader and the corpus index need them and `rollout` imports nothing from
 `grace_rl`; `grace_rl.run_files` re-exports them for the run's own files.
@@ -6,19 +7,61 @@ They live in `rollout` because the corpus reader and the corpus index need them 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rollout.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
-class JsonlError(ValueError):
-    """A JSONL line is not UTF-8 or not valid JSON; the message names the file and the 1-based line."""
+class JsonlError(UserError):
+    """A JSONL line is not UTF-8, not valid JSON, or holds a key twice; the message names the file and the 1-based
+    line."""
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object holds `key` twice (raised by :func:`unique_keys`; readers re-raise it naming file and line)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key {key!r} is given twice")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads(..., object_pairs_hook=unique_keys)`: the object as a dict, refusing a key given twice."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen.add(key)
+    return result
+
+
+def check_regular_file(path: str | Path, what: str) -> None:
+    """Refuse an input that is not a regular file (a named pipe, device or socket): readers open a file more than
+    once (a digest, then the rows), and a pipe would block the second open forever."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing: the reader says so, naming the option
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return
+    kind = "named pipe (FIFO)" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+    raise UserError(
+        f"{what} {path}: is a {kind}, not a regular file; it would be read more than once (a pipe blocks or comes "
+        "back empty) - save the data to a file and pass that."
+    )
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -41,8 +84,25 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        raise write_error(path, err) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_error(path: str | Path, err: OSError) -> OSError:
+    """`err` (raised while writing `path`, maybe through a temp file next to it) as an OSError naming `path`, what
+    went wrong and what to do; nothing was written to `path`."""
+    path = Path(path)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "the disk is full - free disk space and run the command again"
+    elif err.errno == errno.ENOENT and not path.parent.is_dir():
+        why = f"the folder {path.parent} does not exist - create it or choose another output path"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = f"the folder {path.parent} is not writable - choose another output path or fix its permissions"
+    else:
+        why = f"{err.strerror or err} - check the output path"
+    return OSError(err.errno, f"cannot write {path}: {why}; nothing was written there")
 
 
 def iter_jsonl(path: str | Path, skip_torn_tail: bool = False) -> Iterator[tuple[int, Any]]:
@@ -74,7 +134,12 @@ def iter_jsonl(path: str | Path, skip_torn_tail: bool = False) -> Iterator[tuple
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw.decode("utf-8-sig" if i == 0 else "utf-8"))
+            value = json.loads(raw.decode("utf-8-sig" if i == 0 else "utf-8"), object_pairs_hook=unique_keys)
+        except DuplicateKeyError as err:
+            raise JsonlError(
+                f"{path}:{i + 1}: field {err.key!r} is given twice in one object (JSON would keep the last value "
+                "silently) - keep one."
+            ) from err
         except UnicodeDecodeError as err:
             if skip_torn_tail and i == last:
                 logger.warning("%s: skipping a torn last line (%d bytes; not UTF-8).", path, len(raw))

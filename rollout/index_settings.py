@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rollout.errors import UserError
+
 INDEX_TYPES = ("flat", "ivf")
 REFRESH_POLICIES = ("oldest", "recent")
 CORPUS_EMBED_MODES = ("plain", "rationale")
@@ -54,8 +56,8 @@ class IndexSettings:
         choices = {"index_type": INDEX_TYPES, "embed_mode": CORPUS_EMBED_MODES, "refresh_policy": REFRESH_POLICIES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
+                raise UserError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
         if self.ivf_nlist is not None and self.ivf_nlist < 1:
-            raise ValueError(f"ivf_nlist must be >= 1 (or None for automatic), got {self.ivf_nlist}.")
+            raise UserError(f"ivf_nlist must be >= 1 (or None for automatic), got {self.ivf_nlist}.")
         if self.ivf_nprobe < 1 or self.chunk_size < 1:
-            raise ValueError(f"ivf_nprobe and chunk_size must be >= 1, got {self.ivf_nprobe}, {self.chunk_size}.")
+            raise UserError(f"ivf_nprobe and chunk_size must be >= 1, got {self.ivf_nprobe}, {self.chunk_size}.")

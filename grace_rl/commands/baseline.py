@@ -15,6 +15,7 @@ MODES = ("plain", "template", "echo")  # grace_rl.contrastive.MODES (checked the
 def cmd_baseline(args: argparse.Namespace) -> int:
     from grace_rl.contrastive import BaselineSettings, train_baseline
     from grace_rl.prompts import PARAPHRASE_INSTRUCTION
+    from grace_rl.run_files import refuse_output_dir
 
     settings = BaselineSettings(
         output_dir=args.output_dir,
@@ -30,6 +31,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_rows=args.max_rows,
     )
+    refuse_output_dir(args.output_dir, "--output-dir")  # not into a run or a saved model; before any model loads
     summary = train_baseline(settings, trust_remote_code=args.trust_remote_code)
     print(json.dumps({k: summary[k] for k in ("steps", "train_seconds", "rows")} | {"output_dir": args.output_dir}))
     return 0
@@ -50,7 +52,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "grace-rl eval protocol --trained runs/baseline/plain_s0 runs/baseline/template_s0",
         ),
     )
-    p.add_argument("--output-dir", required=True, help="Where the sentence-transformers directory is saved.")
+    p.add_argument(
+        "--output-dir",
+        required=True,
+        help="Where the sentence-transformers directory is saved: a new folder (a training run's folder, a saved "
+        "model's, or one inside them is refused).",
+    )
     p.add_argument("--model", default=DEFAULT_MODEL_ID, help="Base model: the default id or a local HF dir.")
     p.add_argument("--data", default="data/demo_train.jsonl", help="Supervised rows {query, positive, negatives?}.")
     p.add_argument(

@@ -13,6 +13,7 @@ from typing import Any
 
 from grace_rl import DEFAULT_MODEL_ID
 from grace_rl.commands import HelpFormatter, examples
+from grace_rl.errors import UserError
 
 STS_FORMATS = (
     "stsb",
@@ -30,7 +31,7 @@ def _encoder(args: argparse.Namespace):
     embedding = "echo" if getattr(args, "echo", False) else None  # `encode --echo`; else the model's own
     instruction = getattr(args, "instruction", None)
     if instruction is not None and not instruction.strip():
-        raise ValueError("--instruction: empty; give the rationale instruction, or leave the option out.")
+        raise UserError("--instruction: empty; give the rationale instruction, or leave the option out.")
     return GraceEncoder.from_pretrained(
         args.model, trust_remote_code=args.trust_remote_code, instruction=instruction, embedding=embedding
     )
@@ -83,21 +84,48 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_options(args: argparse.Namespace, temperature: float = 0.0) -> None:
+    """The encode options (`--batch-size`, budgets, temperature), before any file is read or model loaded."""
+    from grace_rl.encoder import check_encode_options
+
+    check_encode_options(args.max_rationale_tokens, args.num_rationales, temperature, args.batch_size)
+
+
+def input_texts(source: str, where: str) -> list[str]:
+    """One text per line of `source`: blank lines at the end are dropped (they shift no row); an empty (or blank)
+    line before the last text is refused with its number, since row i of the output must be line i of the input."""
+    lines = source.split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()  # the newline that ends the last line, and blank lines after it
+    texts = [line.rstrip("\r") for line in lines]
+    for n, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise UserError(
+                f"{where}:{n}: line {n} is empty; row i of the output is line i of the input, so every line must "
+                "hold a text - remove the empty line (or write a text on it)."
+            )
+    if not texts:
+        raise UserError(f"{where} has no lines to encode; give one text per line.")
+    return texts
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
     import io
 
     import numpy as np
 
     from grace_rl.data import read_text_lines
-    from grace_rl.run_files import atomic_write, refuse_overwriting
+    from grace_rl.run_files import atomic_write, check_regular_file, refuse_outputs
 
+    _check_options(args, args.temperature or 0.0)
     output = args.output if str(args.output).endswith(".npy") else f"{args.output}.npy"  # np.save's naming
-    output = refuse_overwriting(output, [] if args.input == "-" else [args.input], flag="--output")
+    inputs = [] if args.input == "-" else [args.input]
+    (output,) = refuse_outputs(args.output, [output], inputs, "--output", folder_must_exist=True)
+    if args.input != "-":
+        check_regular_file(args.input, "--input")
     source = sys.stdin.read() if args.input == "-" else read_text_lines(Path(args.input))
-    texts = [line.rstrip("\r") for line in source.split("\n") if line.strip()]
-    if not texts:
-        where = "standard input" if args.input == "-" else args.input
-        raise ValueError(f"{where} has no non-empty lines to encode; give one text per line.")
+    where = "standard input" if args.input == "-" else args.input
+    texts = input_texts(source, where)
     emb = _encoder(args).encode(
         texts,
         batch_size=args.batch_size,
@@ -108,8 +136,16 @@ def cmd_encode(args: argparse.Namespace) -> int:
     buffer = io.BytesIO()
     np.save(buffer, emb)
     atomic_write(output, buffer.getvalue())  # a reader never sees half an array
-    print(json.dumps({"texts": len(texts), "dim": int(emb.shape[1]), "output": str(output)}))
+    rows = f"row i is line i of {where} (1-based lines, none skipped)"
+    print(json.dumps({"texts": len(texts), "dim": int(emb.shape[1]), "output": str(output), "rows": rows}))
     return 0
+
+
+def _check_curve_outputs(args: argparse.Namespace, prefix: str, inputs: list[str]) -> None:
+    """`--scaling-out PREFIX`: PREFIX.json and PREFIX.png may not land on an input or a run's file (checked first)."""
+    from grace_rl.run_files import refuse_outputs
+
+    refuse_outputs(prefix, [f"{prefix}.json", f"{prefix}.png"], inputs, "--scaling-out")
 
 
 def _budgets(spec: str) -> list[int]:
@@ -246,20 +282,30 @@ def _run_eval(args: argparse.Namespace, task: str, evaluate: Callable[..., dict[
 def cmd_eval_sts(args: argparse.Namespace) -> int:
     from grace_rl.eval.sts import evaluate_sts, read_sts
 
-    read_sts(args.data, args.format, args.limit)  # a bad file fails before the model is loaded
-
     if args.scaling_samples is not None and args.scaling is not None:
-        raise ValueError("Give --scaling (rationale budgets) or --scaling-samples (rationale counts), not both.")
+        raise UserError("Give --scaling (rationale budgets) or --scaling-samples (rationale counts), not both.")
+    from grace_rl.eval.sample_scaling import DEFAULT_SAMPLE_TEMPERATURE
+
+    default = DEFAULT_SAMPLE_TEMPERATURE if args.scaling_samples is not None else 0.0
+    _check_options(args, default if args.temperature is None else args.temperature)  # before the data and model
+    if args.scaling_samples is not None or args.scaling is not None:
+        samples = args.scaling_samples is not None
+        out = args.scaling_out if args.scaling_out != "sts_scaling" or not samples else "sts_samples_scaling"
+        _check_curve_outputs(args, out, [args.data])
+    read_sts(args.data, args.format, args.limit)  # a bad file fails before the model is loaded
     if args.scaling_samples is not None or args.scaling is not None:
         return _run_sts_curves(args)
     if args.compare:
-        raise ValueError("--compare MODEL needs --scaling or --scaling-samples (it adds a second curve).")
+        raise UserError("--compare MODEL needs --scaling or --scaling-samples (it adds a second curve).")
     return _run_eval(args, "sts", functools.partial(evaluate_sts, path=args.data, fmt=args.format, limit=args.limit))
 
 
 def cmd_eval_retrieval(args: argparse.Namespace) -> int:
     from grace_rl.eval.retrieval import evaluate_retrieval
 
+    _check_options(args, args.temperature or 0.0)
+    if args.scaling is not None:
+        _check_curve_outputs(args, args.scaling_out, [args.corpus, args.queries, args.qrels])
     evaluate = functools.partial(
         evaluate_retrieval,
         corpus_path=args.corpus,
@@ -274,8 +320,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     enc = sub.add_parser(
         "encode",
         help="Embed the lines of a text file into a .npy array.",
-        description="Embed each non-empty line: write a rationale (greedy by default), then pool text + rationale. "
-        "Prints one JSON line (texts, dim, output).",
+        description="Embed each line (row i of the output is line i; an empty line is an error): write a rationale "
+        "(greedy by default), then pool text + rationale. Prints one JSON line (texts, dim, output, rows).",
         formatter_class=HelpFormatter,
         epilog=examples(
             "grace-rl encode --input texts.txt --output emb.npy",
@@ -285,7 +331,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     enc.add_argument("--input", required=True, help="Text file, one text per line ('-' reads standard input).")
-    enc.add_argument("--output", required=True, help="Output .npy path: a float32 (texts, hidden size) array.")
+    enc.add_argument(
+        "--output",
+        required=True,
+        help="Output .npy path: a float32 (lines, hidden size) array; row i is line i of --input (an empty line is "
+        "an error). Its folder must exist.",
+    )
     enc.add_argument(
         "--echo",
         action="store_true",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from grace_rl import DEFAULT_MODEL_ID
 from grace_rl.commands import HelpFormatter, examples
+from grace_rl.errors import UserError
 
 # Not imported from grace_rl.eval (checked there), so that `grace-rl --help` stays fast.
 DEV_SET_NAMES = ("stsb-dev", "sick-trial")  # grace_rl.eval.devsets.DEV_SETS
@@ -116,9 +117,14 @@ def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
     from grace_rl.eval.protocol_report import format_report, write_report
     from grace_rl.eval.protocol_samples import SampleSettings, sample_budget
     from grace_rl.models import cache_root
+    from grace_rl.run_files import refuse_outputs
 
     if args.bootstrap < 1:
-        raise ValueError(f"--bootstrap must be >= 1, got {args.bootstrap}.")
+        raise UserError(f"--bootstrap must be >= 1, got {args.bootstrap}.")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}.")
+    written = [f"{args.out}{suffix}" for suffix in (".json", ".png", "_samples.png")]
+    refuse_outputs(args.out, written, [], "--out")  # before any model is loaded
     instructions = getattr(args, "instruction", [])
     specs = model_specs(args.base, args.trained, args.base_echo, instructions)  # bad run dir: fails before the data
     samples = None

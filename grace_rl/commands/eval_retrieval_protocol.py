@@ -10,6 +10,7 @@ from pathlib import Path
 from grace_rl import DEFAULT_MODEL_ID
 from grace_rl.commands import HelpFormatter, examples
 from grace_rl.commands.eval_protocol import _budgets
+from grace_rl.errors import UserError
 
 
 def _versus(spec: str) -> tuple[str, str]:
@@ -23,14 +24,16 @@ def cmd_eval_retrieval_protocol(args: argparse.Namespace) -> int:
     from grace_rl.eval.retrieval_models import RetrievalSettings, format_table, run_retrieval_protocol
     from grace_rl.eval.retrieval_protocol import load_devset
     from grace_rl.models import cache_root
+    from grace_rl.run_files import refuse_overwriting
 
     if args.bootstrap < 1:
-        raise ValueError(f"--bootstrap must be >= 1, got {args.bootstrap}.")
+        raise UserError(f"--bootstrap must be >= 1, got {args.bootstrap}.")
     if args.doc_max_tokens < 1:
-        raise ValueError(f"--doc-max-tokens must be >= 1, got {args.doc_max_tokens}.")
+        raise UserError(f"--doc-max-tokens must be >= 1, got {args.doc_max_tokens}.")
     out = Path(args.out)
     if out.exists() and out.is_dir():
-        raise ValueError(f"--out {out} is a directory; give a file path (e.g. runs/retrieval.json).")
+        raise UserError(f"--out {out} is a directory; give a file path (e.g. runs/retrieval.json).")
+    refuse_overwriting(out, [], "--out")  # not onto a run's file, into a writable folder; before any model loads
     devset = load_devset(args.data_dir, args.limit)
     settings = RetrievalSettings(
         budgets=tuple(sorted(set(args.budgets))),

@@ -17,8 +17,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from grace_rl.inspection.log import load_run
-    from grace_rl.inspection.report import write_report  # matplotlib only when a report is made
+    from grace_rl.inspection.report import report_inputs, write_report  # matplotlib only when a report is made
+    from grace_rl.run_files import refuse_overwriting
 
+    refuse_overwriting(args.output, report_inputs(args.run_dir))  # before the log is read
     run = load_run(args.run_dir)
     out, note = write_report(run, args.output, max_rows=args.max_rows, page_size=args.page_size, seed=args.seed)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB); the table holds {note}")

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from grace_rl.errors import UserError
 from grace_rl.eval.protocol import dedup_pairs
 from grace_rl.eval.stats import DevSet, Pair
 from grace_rl.run_files import iter_jsonl
@@ -69,7 +70,7 @@ def read_sick_rows(path: str | Path, split: str = "TRIAL") -> tuple[list[str], l
         header = list(reader.fieldnames or [])
         missing = {"sentence_A", "sentence_B", "relatedness_score", "SemEval_set"} - set(header)
         if missing:
-            raise ValueError(f"{path}: not a SICK file with a split column (missing {sorted(missing)}).")
+            raise UserError(f"{path}: not a SICK file with a split column (missing {sorted(missing)}).")
         return header, [r for r in reader if r["SemEval_set"].strip() == split]
 
 
@@ -97,7 +98,7 @@ def parse_dataset_names(spec: str) -> list[str]:
     names = list(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
     unknown = [n for n in names if n not in DEV_SETS]
     if not names or unknown:
-        raise ValueError(f"Unknown dev set(s) {unknown or spec!r}; choose from {', '.join(DEV_SETS)}.")
+        raise UserError(f"Unknown dev set(s) {unknown or spec!r}; choose from {', '.join(DEV_SETS)}.")
     return names
 
 
@@ -131,7 +132,7 @@ def evenly_spaced(items: Sequence, n: int | None) -> list:
     if n is None or n >= len(items):
         return list(items)
     if n < 2:
-        raise ValueError(f"--limit must be >= 2 (a Spearman needs 2 pairs), got {n}.")
+        raise UserError(f"--limit must be >= 2 (a Spearman needs 2 pairs), got {n}.")
     step = (len(items) - 1) / (n - 1)
     return [items[round(i * step)] for i in range(n)]
 
@@ -169,6 +170,6 @@ def load_dev_sets(
         logger.info("%s: %s file %s, %d pairs, %d dropped (shared a sentence with training)", name, kind, path,
                     len(pairs), dropped)  # fmt: skip
         if len(kept) < 2:
-            raise ValueError(f"{name}: only {len(kept)} of {len(pairs)} pairs of {path} are held out; need >= 2.")
+            raise UserError(f"{name}: only {len(kept)} of {len(pairs)} pairs of {path} are held out; need >= 2.")
         out.append(DevSet(name, evenly_spaced(kept, limit), str(path), kind, len(pairs), dropped, limit))
     return out

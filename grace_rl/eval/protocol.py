@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from grace_rl.errors import UserError
 from grace_rl.eval.protocol_cache import GRACE_META, PROTOCOL_VERSION, cache_key, load_sweep, save_sweep
 from grace_rl.eval.specs import EMBEDDINGS, ModelSpec, ProtocolSettings
 from grace_rl.eval.stats import (
@@ -101,9 +102,9 @@ def _run_config(run_dir: str | Path) -> tuple[Path, dict[str, Any] | None]:
     try:
         config = json.loads(meta.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{meta}: not valid JSON ({err}); fix or remove the file.") from None
+        raise UserError(f"{meta}: not valid JSON ({err}); fix or remove the file.") from None
     if not isinstance(config, dict):
-        raise ValueError(f"{meta}: expected a JSON object, got {type(config).__name__}; fix the file.")
+        raise UserError(f"{meta}: expected a JSON object, got {type(config).__name__}; fix the file.")
     return meta, config
 
 
@@ -120,7 +121,7 @@ def run_embedding(run_dir: str | Path) -> str:
     meta, config = _run_config(run_dir)
     value = (config or {}).get("embedding", "rationale")
     if value not in EMBEDDINGS:
-        raise ValueError(f"{meta}: embedding must be one of {EMBEDDINGS}, got {value!r}; fix the file.")
+        raise UserError(f"{meta}: embedding must be one of {EMBEDDINGS}, got {value!r}; fix the file.")
     return value
 
 
@@ -137,7 +138,7 @@ def training_budget(run_dir: str | Path) -> int:
         )
     value = config.get("max_rationale_tokens")
     if not isinstance(value, int) or value < 0:
-        raise ValueError(f"{meta}: max_rationale_tokens must be an integer >= 0, got {value!r}; fix the file.")
+        raise UserError(f"{meta}: max_rationale_tokens must be an integer >= 0, got {value!r}; fix the file.")
     return value
 
 
@@ -150,7 +151,7 @@ def run_instruction(run_dir: str | Path) -> str:
     if value is None:
         return DEFAULT_INSTRUCTION
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{meta}: instruction must be a non-empty string, got {value!r}; fix the file.")
+        raise UserError(f"{meta}: instruction must be a non-empty string, got {value!r}; fix the file.")
     return value
 
 
@@ -174,7 +175,7 @@ def model_specs(
 
     for prompt in instructions:
         if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(f"--instruction: empty ({prompt!r}); give the rationale instruction, or leave it out.")
+            raise UserError(f"--instruction: empty ({prompt!r}); give the rationale instruction, or leave it out.")
 
     specs = [ModelSpec("base", str(base), "base")]
     labels = {"base"}
@@ -336,7 +337,7 @@ def headline(
     tie)."""
     trained = next((p for p in trained_points if p["budget"] == budget), None)
     if trained is None:
-        raise ValueError(f"The trained sweep has no budget {budget}; include it in the budgets.")
+        raise UserError(f"The trained sweep has no budget {budget}; include it in the budgets.")
     best = best_point(base_points)
     ci = paired_difference_interval(
         np.asarray(trained["cosines"]),

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from grace_rl.errors import UserError
 from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
 from grace_rl.eval.sample_scaling import sampled_embeddings
 from grace_rl.eval.specs import ModelSpec, ProtocolSettings
@@ -58,23 +59,23 @@ class SampleSettings:
     def __post_init__(self) -> None:
         counts = tuple(sorted({int(c) for c in self.counts} | {1}))
         if counts[0] < 1:
-            raise ValueError(f"Rationale counts must all be >= 1, got {list(self.counts)}.")
+            raise UserError(f"Rationale counts must all be >= 1, got {list(self.counts)}.")
         object.__setattr__(self, "counts", counts)
         if not self.temperature > 0:
-            raise ValueError(f"Sampling several rationales needs a temperature > 0, got {self.temperature}.")
+            raise UserError(f"Sampling several rationales needs a temperature > 0, got {self.temperature}.")
         if self.budget is not None and self.budget < 1:
-            raise ValueError(f"The sample budget must be >= 1 token (0 = no rationale to sample), got {self.budget}.")
+            raise UserError(f"The sample budget must be >= 1 token (0 = no rationale to sample), got {self.budget}.")
 
 
 def sample_budget(specs: Sequence[ModelSpec], samples: SampleSettings) -> int:
     """The budget every model samples at: `samples.budget`, else the trained runs' common training budget."""
     if not samples.include_base and not any(s.role == "trained" for s in specs):
-        raise ValueError("--samples-trained-only needs at least one --trained run (there is none to sample).")
+        raise UserError("--samples-trained-only needs at least one --trained run (there is none to sample).")
     if samples.budget is not None:
         return samples.budget
     own = sorted({s.training_budget for s in specs if s.training_budget is not None and s.embedding == "rationale"})
     if len(own) != 1 or own[0] < 1:
-        raise ValueError(
+        raise UserError(
             f"The rationale-count sweep needs one budget for every model; the trained runs have training budgets "
             f"{own or 'none (no --trained run)'}: give --sample-budget N."
         )
@@ -230,9 +231,7 @@ def run_samples(
             }
             greedy_point = next((p for p in greedy[spec.label][ds.name]["points"] if p["budget"] == budget), None)
             if greedy_point is None:
-                raise ValueError(
-                    f"The budget sweep of {spec.label} has no budget {budget}; include it in the budgets."
-                )
+                raise UserError(f"The budget sweep of {spec.label} has no budget {budget}; include it in the budgets.")
             greedy_spearman = round(greedy_point["spearman"], 2)
             gains.append(
                 {"model": spec.label, "dataset": ds.name, "greedy_spearman": greedy_spearman}

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from grace_rl.run_files import iter_jsonl
+from grace_rl.errors import UserError
+from grace_rl.run_files import check_regular_file, iter_jsonl
 from reward.dcg import ndcg_at_k
 from rollout.corpus import load_corpus
 
@@ -60,7 +61,7 @@ def retrieval_metrics(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapp
     """
     judged = [q for q, rels in qrels.items() if any(r > 0 for r in rels.values())]
     if not judged:
-        raise ValueError("qrels has no query with a relevant document (relevance > 0); nothing to evaluate.")
+        raise UserError("qrels has no query with a relevant document (relevance > 0); nothing to evaluate.")
     sums = {"ndcg@10": 0.0, "mrr@10": 0.0, "recall@100": 0.0}
     for q in judged:
         ranked, rels = list(run.get(q, [])), qrels[q]
@@ -78,7 +79,7 @@ def search_inner_product(queries: np.ndarray, docs: np.ndarray, k: int) -> tuple
     import faiss
 
     if queries.ndim != 2 or docs.ndim != 2 or queries.shape[1] != docs.shape[1]:
-        raise ValueError(f"Need (Q, H) queries and (D, H) documents, got {queries.shape} and {docs.shape}.")
+        raise UserError(f"Need (Q, H) queries and (D, H) documents, got {queries.shape} and {docs.shape}.")
     index = faiss.IndexFlatIP(docs.shape[1])
     index.add(np.ascontiguousarray(docs, dtype=np.float32))  # (D, H)
     scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, docs.shape[0]))  # (Q, k)
@@ -96,7 +97,7 @@ def _first(row: Mapping[str, Any], keys: Sequence[str], path: Path, n: int, what
     for key in keys:
         if key in row and row[key] is not None:
             return row[key]
-    raise ValueError(f"{path}: row {n} has no {what} field; expected one of {list(keys)} (got {sorted(row)}).")
+    raise UserError(f"{path}: row {n} has no {what} field; expected one of {list(keys)} (got {sorted(row)}).")
 
 
 def read_texts(path: str | Path) -> dict[str, str]:
@@ -121,7 +122,7 @@ def _qrel_lines(path: Path) -> Iterator[tuple[int, str, str, Any]]:
         if not fields or (n == 1 and fields[0] in _QREL_QUERY_KEYS):
             continue  # blank, or the header
         if len(fields) not in (3, 4):
-            raise ValueError(
+            raise UserError(
                 f"{path}: line {n} has {len(fields)} fields; qrels lines are 'query-id corpus-id score' (BEIR) or "
                 "'qid 0 docid relevance' (TREC)."
             )
@@ -135,14 +136,15 @@ def read_qrels(path: str | Path) -> Qrels:
     (`qid iteration docid relevance`, whitespace-separated) or JSONL rows `{"query-id", "corpus-id", "score"}`.
     """
     path = Path(path)
+    check_regular_file(path, "--qrels")
     qrels: Qrels = {}
     for n, q, d, score in _qrel_lines(path):
         try:
             qrels.setdefault(str(q), {})[str(d)] = int(float(score))
         except ValueError as err:
-            raise ValueError(f"{path}: line {n}: relevance {score!r} is not a number.") from err
+            raise UserError(f"{path}: line {n}: relevance {score!r} is not a number.") from err
     if not qrels:
-        raise ValueError(f"{path} holds no judgements.")
+        raise UserError(f"{path} holds no judgements.")
     return qrels
 
 
@@ -169,7 +171,7 @@ def evaluate_retrieval(
         )
     qids = [q for q in judged if q in queries][:limit_queries]
     if not qids:
-        raise ValueError(f"No query of {qrels_path} with a relevant document is in {queries_path}; check the ids.")
+        raise UserError(f"No query of {qrels_path} with a relevant document is in {queries_path}; check the ids.")
     unknown_docs = {d for q in qids for d, r in qrels[q].items() if r > 0 and d not in corpus}
     if unknown_docs:
         logger.warning(

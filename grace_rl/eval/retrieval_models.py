@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from grace_rl.errors import UserError
 from grace_rl.eval.protocol import _run_config, run_instruction, training_budget
 from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
 from grace_rl.eval.retrieval_protocol import (
@@ -308,7 +309,7 @@ def _pick(rows: Sequence[RowResult], spec: str, info: dict[str, dict[str, Any]])
         cands = [r for r in rows if r.label == label]
         row = max(cands, key=lambda r: r.per_query["ndcg@10"].mean()) if cands else None
     if row is None:
-        raise ValueError(f"--versus {spec!r}: no such row; labels: {sorted({r.label for r in rows})}.")
+        raise UserError(f"--versus {spec!r}: no such row; labels: {sorted({r.label for r in rows})}.")
     return row
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from grace_rl.errors import UserError
 from grace_rl.eval.retrieval import read_qrels, read_texts, recall_at_k, search_inner_product
 from grace_rl.eval.stats import Interval, bootstrap_indices
 from reward.dcg import ndcg_at_k
@@ -87,7 +88,7 @@ def load_devset(data_dir: str | Path = "data/scifact", limit_queries: int | None
     if limit_queries is not None:
         qids = qids[:limit_queries]
     if not qids:
-        raise ValueError(f"{data}: no query of dev_queries.jsonl has a relevant document in corpus.jsonl.")
+        raise UserError(f"{data}: no query of dev_queries.jsonl has a relevant document in corpus.jsonl.")
     return RetrievalDevSet(
         name=data.name,
         doc_ids=tuple(corpus),

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from grace_rl.errors import UserError
 from grace_rl.eval.stats import spearman_interval
 from grace_rl.eval.sts import read_sts
 
@@ -31,11 +32,11 @@ def parse_counts(spec: str) -> list[int]:
     try:
         counts = sorted({int(part) for part in spec.split(",") if part.strip()})
     except ValueError as err:
-        raise ValueError(
+        raise UserError(
             f"--scaling-samples takes comma-separated rationale counts such as 1,2,4,8; got {spec!r}."
         ) from err
     if not counts or counts[0] < 1:
-        raise ValueError(f"--scaling-samples needs at least one rationale count, all >= 1; got {spec!r}.")
+        raise UserError(f"--scaling-samples needs at least one rationale count, all >= 1; got {spec!r}.")
     return counts
 
 
@@ -100,10 +101,11 @@ def sts_samples_curve(
     Returns:
         One point per count, ascending: `{"num_rationales", "spearman", "ci_low", "ci_high", "n"}`.
     """
-
     if temperature <= 0:
-        raise ValueError(f"Sampling several rationales needs temperature > 0, got {temperature}.")
+        raise UserError(f"Sampling several rationales needs temperature > 0, got {temperature}.")
     a, b, gold = read_sts(path, fmt, limit)
+    if len(gold) < 2:
+        raise UserError(f"{path}: a Spearman interval needs >= 2 pairs, got {len(gold)}.")
     unique = list(dict.fromkeys(a + b))
     row = {t: i for i, t in enumerate(unique)}
     budget = encoder.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
@@ -123,8 +125,9 @@ def evaluate_sts_interval(
 ) -> dict[str, Any]:
     """`grace_rl.eval.sts.evaluate_sts` plus the 95% bootstrap interval: `{"task", "n", "spearman", "ci_low",
     "ci_high"}` (an `evaluate` for `grace_rl.eval.scaling.scaling_curve`)."""
-
     a, b, gold = read_sts(path, fmt, limit)
+    if len(gold) < 2:
+        raise UserError(f"{path}: a Spearman interval needs >= 2 pairs, got {len(gold)}.")
     unique = list(dict.fromkeys(a + b))
     emb = encoder.encode(unique, **encode_kwargs)  # (N, H)
     row = {t: i for i, t in enumerate(unique)}

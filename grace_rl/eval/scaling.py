@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from grace_rl.errors import UserError
 from rollout.embedder import EmbedRequest
 
 logger = logging.getLogger(__name__)
@@ -32,9 +33,9 @@ def parse_budgets(spec: str) -> list[int]:
     try:
         budgets = sorted({int(part) for part in spec.split(",") if part.strip()})
     except ValueError as err:
-        raise ValueError(f"--scaling takes comma-separated token budgets such as 0,8,16,32; got {spec!r}.") from err
+        raise UserError(f"--scaling takes comma-separated token budgets such as 0,8,16,32; got {spec!r}.") from err
     if not budgets or budgets[0] < 0:
-        raise ValueError(f"--scaling needs at least one budget, all >= 0; got {spec!r}.")
+        raise UserError(f"--scaling needs at least one budget, all >= 0; got {spec!r}.")
     return budgets
 
 
@@ -53,7 +54,7 @@ class PrefixRationaleEncoder:
 
     def __init__(self, encoder, max_budget: int, budgets: Sequence[int] | None = None) -> None:
         if getattr(encoder, "embedding", "rationale") != "rationale":
-            raise ValueError(
+            raise UserError(
                 f"A budget sweep needs generated rationales; this encoder embeds by {encoder.embedding!r} (the same "
                 "at every budget): encode once instead."
             )
@@ -61,7 +62,7 @@ class PrefixRationaleEncoder:
         self.max_budget = max_budget
         self.budgets = tuple(sorted(set(budgets))) if budgets else None
         if self.budgets and self.budgets[-1] > max_budget:
-            raise ValueError(f"A budget of {self.budgets[-1]} is above max_budget {max_budget}.")
+            raise UserError(f"A budget of {self.budgets[-1]} is above max_budget {max_budget}.")
         self._rationales: dict[str, tuple[int, ...]] = {}
         self._embeddings: dict[str, np.ndarray] = {}  # text -> (K, H) unnormalised, one row per self.budgets
         self.one_pass = self.budgets is not None and hasattr(getattr(encoder, "embedder", None), "encode_budgets")
@@ -85,12 +86,12 @@ class PrefixRationaleEncoder:
         """`(N, H)` float32 embeddings, as `GraceEncoder.encode` with a greedy rationale of the given budget."""
         budget = self.encoder.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
         if num_rationales != 1 or temperature > 0:
-            raise ValueError(
+            raise UserError(
                 "Prefix reuse only holds for one greedy rationale; use num_rationales=1 and temperature=0 "
                 f"(got {num_rationales} and {temperature})."
             )
         if not 0 <= budget <= self.max_budget:
-            raise ValueError(f"Budget {budget} is outside [0, {self.max_budget}]; raise max_budget.")
+            raise UserError(f"Budget {budget} is outside [0, {self.max_budget}]; raise max_budget.")
         if self.one_pass and budget in self.budgets and pooling in (None, self.encoder.pooling):
             return self._encode_one_pass(texts, budget, batch_size, normalize, show_progress_bar)
         missing = [t for t in dict.fromkeys(texts) if t not in self._rationales] if budget > 0 else []
@@ -176,7 +177,7 @@ def write_scaling(points: list[dict[str, Any]], task: str, prefix: str | Path, m
     import matplotlib.pyplot as plt
 
     if task not in TASK_METRICS:
-        raise ValueError(f"Unknown task {task!r}; choose one of {sorted(TASK_METRICS)}.")
+        raise UserError(f"Unknown task {task!r}; choose one of {sorted(TASK_METRICS)}.")
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     json_path, png_path = prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".png")

@@ -21,6 +21,8 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from grace_rl.errors import UserError
+
 DEV_FRACTION = 0.2
 SPLIT_SALT = "grace-rl/scifact-dev"
 
@@ -29,7 +31,7 @@ def in_dev(query_id: str, fraction: float = DEV_FRACTION, salt: str = SPLIT_SALT
     """Whether `query_id` belongs to the dev split: the first 8 bytes of `sha256(salt:id)` as a fraction of 2^64 are
     below `fraction` (deterministic, independent of every other id)."""
     if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}.")
+        raise UserError(f"fraction must be in (0, 1), got {fraction}.")
     digest = hashlib.sha256(f"{salt}:{query_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
@@ -82,9 +84,9 @@ def cpu_corpus_ids(all_ids: Sequence[str], required: Iterable[str], size: int, s
     need = set(required)
     missing = need.difference(all_ids)
     if missing:
-        raise ValueError(f"{len(missing)} required document id(s) are not in the corpus, e.g. {sorted(missing)[:3]}.")
+        raise UserError(f"{len(missing)} required document id(s) are not in the corpus, e.g. {sorted(missing)[:3]}.")
     if not len(need) <= size <= len(all_ids):
-        raise ValueError(f"size must be in [{len(need)} (the required documents), {len(all_ids)}], got {size}.")
+        raise UserError(f"size must be in [{len(need)} (the required documents), {len(all_ids)}], got {size}.")
     others = [d for d in all_ids if d not in need]
     chosen = need | set(random.Random(seed).sample(others, size - len(need)))
     return [d for d in all_ids if d in chosen]

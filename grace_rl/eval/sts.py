@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from grace_rl.run_files import iter_jsonl
+from grace_rl.errors import UserError
+from grace_rl.run_files import check_regular_file, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,11 @@ def read_sts(
     Every problem raises `ValueError` naming `file:line` and the field: not UTF-8, too few fields, a score that is
     not a number or out of range, an empty sentence, a gold column with one value (Spearman is undefined)."""
     path = Path(path)
+    check_regular_file(path, "STS file")
     if fmt not in STS_FORMATS:
-        raise ValueError(f"Unknown STS format {fmt!r}; choose one of {STS_FORMATS}.")
+        raise UserError(f"Unknown STS format {fmt!r}; choose one of {STS_FORMATS}.")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
-        raise ValueError(f"limit must be an integer >= 2 pairs (or none for all), got {limit!r}.")
+        raise UserError(f"limit must be an integer >= 2 pairs (or none for all), got {limit!r}.")
     rows = _jsonl_rows(path) if fmt == "jsonl" else _tsv_rows(path, fmt)
     a, b, s = [], [], []
     for where, first, second, score in rows:
@@ -45,9 +47,9 @@ def read_sts(
         if limit is not None and len(a) == limit:
             break
     if len(a) < 2:
-        raise ValueError(f"{path}: need at least 2 pairs for a Spearman correlation, found {len(a)}.")
+        raise UserError(f"{path}: need at least 2 pairs for a Spearman correlation, found {len(a)}.")
     if len(set(s)) < 2:
-        raise ValueError(f"{path}: every gold score is {s[0]}; a Spearman correlation needs different scores.")
+        raise UserError(f"{path}: every gold score is {s[0]}; a Spearman correlation needs different scores.")
     return a, b, s
 
 
@@ -57,7 +59,7 @@ def _text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 text ({err.reason}) - save the file as UTF-8.") from err
+        raise UserError(f"{path}:{line}: not UTF-8 text ({err.reason}) - save the file as UTF-8.") from err
 
 
 def _tsv_rows(path: Path, fmt: str) -> Iterator[tuple[str, Any, Any, Any]]:
@@ -67,17 +69,17 @@ def _tsv_rows(path: Path, fmt: str) -> Iterator[tuple[str, Any, Any, Any]]:
             if not row:
                 continue
             if len(row) < 7:
-                raise ValueError(f"{path}:{n}: {len(row)} tab-separated fields; the STS-B layout needs 7.")
+                raise UserError(f"{path}:{n}: {len(row)} tab-separated fields; the STS-B layout needs 7.")
             yield f"{path}:{n}", row[5], row[6], row[4]
         return
     reader = csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
     missing = [f for f in SICK_FIELDS if f not in (reader.fieldnames or [])]
     if missing:
-        raise ValueError(f"{path}:1: the SICK header lacks {missing}; it needs {list(SICK_FIELDS)}.")
+        raise UserError(f"{path}:1: the SICK header lacks {missing}; it needs {list(SICK_FIELDS)}.")
     for n, row in enumerate(reader, start=2):
         absent = [f for f in SICK_FIELDS if row.get(f) is None]
         if absent:
-            raise ValueError(f"{path}:{n}: no value for {absent} (too few tab-separated fields).")
+            raise UserError(f"{path}:{n}: no value for {absent} (too few tab-separated fields).")
         yield f"{path}:{n}", row["sentence_A"], row["sentence_B"], row["relatedness_score"]
 
 
@@ -85,16 +87,16 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any, Any, Any]]:
     for line, row in iter_jsonl(path):
         where = f"{path}:{line}"
         if not isinstance(row, dict):
-            raise ValueError(f"{where}: expected an object {{sentence1, sentence2, score}}, got {type(row).__name__}.")
+            raise UserError(f"{where}: expected an object {{sentence1, sentence2, score}}, got {type(row).__name__}.")
         absent = [f for f in ("sentence1", "sentence2", "score") if f not in row]
         if absent:
-            raise ValueError(f"{where}: missing field(s) {absent}; rows need sentence1, sentence2, score.")
+            raise UserError(f"{where}: missing field(s) {absent}; rows need sentence1, sentence2, score.")
         yield where, row["sentence1"], row["sentence2"], row["score"]
 
 
 def _sentence(value: Any, where: str, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{where}: {name} is {value!r}; it must be a non-empty string.")
+        raise UserError(f"{where}: {name} is {value!r}; it must be a non-empty string.")
     return value
 
 
@@ -106,7 +108,7 @@ def _score(value: Any, where: str, fmt: str) -> float:
     low, high = SCORE_RANGES[fmt]
     if not (math.isfinite(score) and low <= score <= high):
         rule = "a finite number" if fmt == "jsonl" else f"a number in [{low:g}, {high:g}]"
-        raise ValueError(f"{where}: gold score {value!r} is not {rule} - fix or remove the pair.")
+        raise UserError(f"{where}: gold score {value!r} is not {rule} - fix or remove the pair.")
     return score
 
 
@@ -117,7 +119,7 @@ def sts_spearman(emb_a: np.ndarray, emb_b: np.ndarray, gold: list[float]) -> flo
     cos = (na * nb).sum(axis=1)
     score = float(spearmanr(cos, gold).statistic * 100)
     if not math.isfinite(score):
-        raise ValueError(
+        raise UserError(
             f"Spearman is {score} over {len(gold)} pairs (every cosine similarity is the same, or not finite): the "
             "embeddings carry no ranking - check the model."
         )

@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console, Group
 from rich.text import Text
 
+from grace_rl.errors import UserError
 from grace_rl.inspection.log import Run, StepSummary, is_truncated, rationale_length, value_of
 
 # Below this width the tables of the inspector cut ids and texts; `auto` then uses blocks.
@@ -25,7 +26,7 @@ def use_blocks(console: Console, layout: str) -> bool:
     """Whether `layout` (`auto`, `table` or `blocks`) means blocks on `console`: `auto` picks blocks when the output
     is not a terminal (piped or redirected) or the terminal is narrower than `MIN_TABLE_WIDTH` columns."""
     if layout not in LAYOUTS:
-        raise ValueError(f"--layout {layout!r} is not one of {', '.join(LAYOUTS)}.")
+        raise UserError(f"--layout {layout!r} is not one of {', '.join(LAYOUTS)}.")
     if layout != "auto":
         return layout == "blocks"
     return not console.is_terminal or console.width < MIN_TABLE_WIDTH

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from grace_rl.errors import UserError
 from grace_rl.inspection import blocks
 from grace_rl.inspection.log import (
     DEFAULT_ORDER,
@@ -161,9 +162,9 @@ def _check_selection(run: Run, args: Selection) -> None:
     if args.step is not None and args.step not in run.steps:
         steps = run.steps
         span = f"{steps[0]}..{steps[-1]}" if steps else "none"
-        raise ValueError(f"--step {args.step} is not in the log (steps: {span}).")
+        raise UserError(f"--step {args.step} is not in the log (steps: {span}).")
     if args.prompt_id is not None and not filter_records(run.records, prompt_id=args.prompt_id):
-        raise ValueError(
+        raise UserError(
             f"--prompt-id {args.prompt_id!r} is not in the log; ids look like {known_prompt_ids(run.records, 5)}."
         )
 

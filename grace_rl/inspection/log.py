@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grace_rl.run_files import METRICS_LOG, RATIONALE_LOG, SUMMARY_FILE, iter_jsonl, read_jsonl
+from grace_rl.errors import UserError
+from grace_rl.run_files import METRICS_LOG, RATIONALE_LOG, RUN_FILE, SUMMARY_FILE, iter_jsonl, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,14 @@ def load_run(run_dir: str | Path) -> Run:
         )
     log = run_dir / RATIONALE_LOG
     if not log.is_file():
+        started = (run_dir / RUN_FILE).is_file()
+        done = [run_dir / METRICS_LOG, run_dir / SUMMARY_FILE, *run_dir.glob("checkpoint-*")]
+        progressed = any(path.exists() for path in done)
+        if started and not progressed:  # a run that has not finished its first step yet
+            raise FileNotFoundError(
+                f"{log} does not exist yet: the run in {run_dir} has not finished its first step (the log is written "
+                "after each step) - wait for step 1, then run the command again."
+            )
         raise FileNotFoundError(f"{log} does not exist; train with `rationale_log: true` to write it.")
     records = [check_record(rec, f"{log}:{line}") for line, rec in iter_jsonl(log, skip_torn_tail=True)]
     return Run(path=run_dir, records=records, metrics=load_metrics(run_dir), summary=load_summary(run_dir))
@@ -97,20 +106,20 @@ def check_record(rec: Any, where: str) -> dict[str, Any]:
     numbers (or null), `reward`/`advantage` numbers (or null). Raises `ValueError` naming `where` and the field."""
     hint = "is this a GRACE rationale log?"
     if not isinstance(rec, dict):
-        raise ValueError(f"{where}: a record must be a JSON object, got {type(rec).__name__} {rec!r:.40} - {hint}")
+        raise UserError(f"{where}: a record must be a JSON object, got {type(rec).__name__} {rec!r:.40} - {hint}")
     missing = [k for k in REQUIRED_FIELDS if k not in rec]
     if missing:
-        raise ValueError(f"{where}: the record lacks {missing} - {hint}")
+        raise UserError(f"{where}: the record lacks {missing} - {hint}")
     if isinstance(rec["step"], bool) or not isinstance(rec["step"], int):
-        raise ValueError(f"{where}: field 'step' must be an integer, got {rec['step']!r:.40} - {hint}")
+        raise UserError(f"{where}: field 'step' must be an integer, got {rec['step']!r:.40} - {hint}")
     rewards = rec["rewards"]
     if rewards is not None and not isinstance(rewards, dict):
-        raise ValueError(f"{where}: field 'rewards' must be an object {{term: number}}, got {type(rewards).__name__}")
+        raise UserError(f"{where}: field 'rewards' must be an object {{term: number}}, got {type(rewards).__name__}")
     values = {f"rewards.{k}": v for k, v in (rewards or {}).items()}
     values.update({k: rec.get(k) for k in ("reward", "advantage")})
     for name, value in values.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"{where}: field {name!r} must be a number or null, got {value!r:.40}")
+            raise UserError(f"{where}: field {name!r} must be a number or null, got {value!r:.40}")
     return rec
 
 
@@ -122,9 +131,9 @@ def load_summary(run_dir: str | Path) -> dict[str, Any] | None:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a readable JSON summary ({err}) - delete it or restore it.") from err
+        raise UserError(f"{path}: not a readable JSON summary ({err}) - delete it or restore it.") from err
     if not isinstance(summary, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(summary).__name__} - delete it or restore it.")
+        raise UserError(f"{path}: expected a JSON object, got {type(summary).__name__} - delete it or restore it.")
     return summary
 
 
@@ -151,7 +160,7 @@ def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     rows = list(iter_jsonl(path, skip_torn_tail=True))
     for line, row in rows:
         if not isinstance(row, dict):
-            raise ValueError(f"{path}:{line}: a metrics row must be a JSON object, got {type(row).__name__}.")
+            raise UserError(f"{path}:{line}: a metrics row must be a JSON object, got {type(row).__name__}.")
     return [row for _, row in rows]
 
 
@@ -257,9 +266,9 @@ def ranked_indices(records: list[dict[str, Any]], by: str, k: int, *, bottom: bo
     """Positions of :func:`rank_records`' result in `records`."""
     keys = sort_keys(records)
     if records and by not in keys:
-        raise ValueError(f"cannot rank by {by!r}: this log has {keys}.")
+        raise UserError(f"cannot rank by {by!r}: this log has {keys}.")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
+        raise UserError(f"k must be >= 1, got {k}.")
     scored = [(value_of(r, by), i) for i, r in enumerate(records)]
     kept = [(v, i) for v, i in scored if v is not None]
     kept.sort(key=lambda vi: (vi[0] if bottom else -vi[0], vi[1]))
@@ -320,7 +329,7 @@ def sample_records(records: list[dict[str, Any]], max_rows: int, seed: int = 0) 
     if n <= max_rows:
         return list(records), f"all {n} rollouts"
     if max_rows < 1:
-        raise ValueError(f"max_rows must be >= 1, got {max_rows}.")
+        raise UserError(f"max_rows must be >= 1, got {max_rows}.")
     k = max_rows // 20
     chosen = set()
     if k:

@@ -247,10 +247,14 @@ def build_report(run: Run, *, max_rows: int = 5000, page_size: int = 50, seed: i
     return page, note
 
 
+def report_inputs(run_dir: str | Path) -> list[Path]:
+    """The files of a run that the report reads (an output may not replace them)."""
+    return [Path(run_dir) / name for name in (RATIONALE_LOG, METRICS_LOG, SUMMARY_FILE, RUN_FILE)]
+
+
 def write_report(run: Run, out: str | Path, **kwargs: Any) -> tuple[Path, str]:
     """Write :func:`build_report`'s page to `out`; returns the path and the sampling note."""
-    inputs = [run.path / name for name in (RATIONALE_LOG, METRICS_LOG, SUMMARY_FILE, RUN_FILE)]
-    out = refuse_overwriting(out, inputs)  # before the work: -o RUN/rationales.jsonl must not replace the log
+    out = refuse_overwriting(out, report_inputs(run.path))  # -o RUN/rationales.jsonl must not replace the log
     page, note = build_report(run, **kwargs)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, page)

@@ -22,7 +22,9 @@ QUERIES = [("q0", "Gluons hold quarks together."), ("q1", "Interest rate rises h
 def tiny_devset(tmp_path):
     data = tmp_path / "scifact"
     data.mkdir()
-    (data / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in DOCS))
+    (data / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in DOCS)
+    )
     (data / "dev_queries.jsonl").write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in QUERIES))
     (data / "dev_qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\nq1\td1\t1\nq2\td2\t1\n")
     return data

@@ -76,7 +76,69 @@ def _long_text(ctx: Ctx) -> list[str]:
     return ctx.bad_row(_set("positive", text))
 
 
+def _recipe_plus(ctx: Ctx, extra: str, **overrides) -> list[str]:
+    argv = ctx.argv(**overrides)
+    path = Path(argv[1])
+    path.write_text(path.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    return argv
+
+
+def _null_ids(ctx: Ctx) -> list[str]:
+    rows = [{**r, "id": None} if i in (2, 4) else r for i, r in enumerate(ctx.rows)]
+    return ctx.argv(ctx.jsonl(ctx.tmp / "rows.jsonl", rows))
+
+
 CASES = [
+    # ---- issue 31 class 4: a key given twice ---------------------------------------------------------------------
+    (
+        "yaml-duplicate-key",
+        lambda c: _recipe_plus(c, "learning_rate: 5.0\n"),
+        ["recipe.yaml:", "'learning_rate' is given twice", "first on line", "keep one"],
+    ),
+    (
+        "yaml-duplicate-nested-key",
+        lambda c: _recipe_plus(c, "model_init_kwargs: {a: 1, a: 2}\n"),
+        ["recipe.yaml:", "'a' is given twice"],
+    ),
+    (
+        "jsonl-duplicate-field",
+        lambda c: c.argv(
+            _raw(
+                c,
+                "".join(json.dumps(r) + "\n" for r in c.rows[:2]) + '{"query": "a", "query": "b", "positive": "c"}\n',
+            )
+        ),
+        ["rows.jsonl:3", "'query' is given twice", "keep one"],
+    ),
+    (
+        "json-array-duplicate-field",
+        lambda c: c.argv(_bytes_rows(c, "rows.json", b'[{"query": "a", "positive": "b", "positive": "c"}]')),
+        ["rows.json", "'positive' is given twice"],
+    ),
+    # ---- issue 31 class 6: a scalar or a nested list where a list is expected -------------------------------------
+    (
+        "reward-terms-a-string",
+        lambda c: c.argv(reward_terms="contrastive", term_weights=[1.0]),
+        ["recipe.yaml:", "reward_terms must be a list", "[contrastive]"],
+    ),
+    (
+        "term-weights-a-number",
+        lambda c: c.argv(reward_terms=["contrastive"], term_weights=1.0),
+        ["recipe.yaml:", "term_weights must be a list", "[1.0]"],
+    ),
+    (
+        "lora-targets-a-string",
+        lambda c: c.argv(lora_target_modules="q_proj"),
+        ["recipe.yaml:", "lora_target_modules must be a list", "[q_proj]", "all-linear"],
+    ),
+    (
+        "lora-targets-nested",
+        lambda c: c.argv(lora_target_modules=[["q_proj", "v_proj"]]),
+        ["recipe.yaml:", "lora_target_modules must be a flat list", "item 1 is a list"],
+    ),
+    ("directions-a-mapping", lambda c: c.argv(directions={"q2d": 1}), ["directions must be a list", "mapping"]),
+    # ---- issue 31 class 8: a null id ------------------------------------------------------------------------------
+    ("null-ids", _null_ids, ["rows.jsonl:3: row 3", "field 'id' is null", "unique id"]),
     # ---- class 1: these used to fail after grace_run.json was written -------------------------------------------
     (
         "lone-surrogate-in-text",
