@@ -104,7 +104,7 @@ def test_training_with_injected_nan_inf_and_empty_rollouts_completes(
     tmp_path, tiny_model_dir, demo_rows, recipe, monkeypatch, tally
 ):
     """Step 1: rollout 1 gets a NaN embedding, rollout 4 an inf one, rollout 2 an empty rationale."""
-    real_call, real_context = GraceReward.__call__, GraceReward.build_context
+    real_call, real_context = GraceReward.score_batch, GraceReward.build_context  # the trainer calls score_batch
     calls = {"n": 0}
 
     def call(self, *args, completions, **kwargs):
@@ -120,7 +120,7 @@ def test_training_with_injected_nan_inf_and_empty_rollouts_completes(
             ctx.rollouts[1], ctx.rollouts[4] = math.nan, math.inf
         return ctx, timing
 
-    monkeypatch.setattr(GraceReward, "__call__", call)
+    monkeypatch.setattr(GraceReward, "score_batch", call)
     monkeypatch.setattr(GraceReward, "build_context", context)
     summary = main(*parse_args(recipe(tmp_path, tiny_model_dir, demo_rows, max_steps=2)))
     assert summary["steps"] == 2

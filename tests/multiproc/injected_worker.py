@@ -45,7 +45,7 @@ def fixed_completions(self, prompt_ids, images, multimodal_fields, num_generatio
 def install(record: dict[str, Any]) -> None:
     """Patch generation and record what each reward call scores into `record` (this process)."""
     GRPOTrainer._generate_single_turn = fixed_completions
-    original_call, original_context = GraceReward.__call__, GraceReward.build_context
+    original_call, original_context = GraceReward.score_batch, GraceReward.build_context  # the trainer: score_batch
 
     def call(self, *args, **kwargs):
         record["local_prompt_ids"].append(list(kwargs["prompt_id"]))
@@ -63,7 +63,7 @@ def install(record: dict[str, Any]) -> None:
         )
         return ctx, timing
 
-    GraceReward.__call__ = call
+    GraceReward.score_batch = call
     GraceReward.build_context = build_context
 
 

@@ -128,7 +128,7 @@ def test_two_process_rewards_equal_one_process_rewards_on_the_same_completions(
     one = tmp_path / "one"
     one.mkdir()
     record = injected_worker.new_record()
-    patched = [(GRPOTrainer, "_generate_single_turn"), (GraceReward, "__call__"), (GraceReward, "build_context")]
+    patched = [(GRPOTrainer, "_generate_single_turn"), (GraceReward, "score_batch"), (GraceReward, "build_context")]
     with monkeypatch.context() as patch:  # the same injected completions, in this process
         for cls, name in patched:
             patch.setattr(cls, name, getattr(cls, name))  # restored when the context ends
