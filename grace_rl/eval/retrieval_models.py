@@ -27,6 +27,8 @@ from grace_rl.eval.retrieval_protocol import (
     bm25_rankings,
     paired_mean_interval,
     per_query_metrics,
+    rows_from_record,
+    rows_to_record,
     search,
     writer_rows,
 )
@@ -49,43 +51,17 @@ class RetrievalSettings:
     versus: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
-def _rows_to_record(rows: Sequence[RowResult]) -> list[dict[str, Any]]:
-    return [
-        {
-            "label": r.label,
-            "budget": r.budget,
-            "kind": r.kind,
-            "mean_rationale_tokens": r.mean_rationale_tokens,
-            "per_query": {k: v.tolist() for k, v in r.per_query.items()},
-        }
-        for r in rows
-    ]
-
-
-def _rows_from_record(record: dict[str, Any], label: str) -> list[RowResult]:
-    return [
-        RowResult(
-            label,
-            int(r["budget"]),
-            {k: np.asarray(v, dtype=np.float64) for k, v in r["per_query"].items()},
-            float(r["mean_rationale_tokens"]),
-            r["kind"],
-        )
-        for r in record["rows"]
-    ]
-
-
 def _cached(settings: RetrievalSettings, key: dict[str, Any], label: str, compute) -> list[RowResult]:
     record = load_sweep(settings.cache_dir, key) if settings.cache_dir else None
     if record is not None:
         logger.info("%s: cached rows (%.0f s when computed)", label, record["seconds"])
-        return _rows_from_record(record, label)
+        return rows_from_record(record["rows"], label)
     start = time.perf_counter()
     rows = compute()
     seconds = time.perf_counter() - start
     logger.info("%s: %.0f s", label, seconds)
     if settings.cache_dir:
-        save_sweep(settings.cache_dir, {"key": key, "seconds": seconds, "rows": _rows_to_record(rows)})
+        save_sweep(settings.cache_dir, {"key": key, "seconds": seconds, "rows": rows_to_record(rows)})
     return rows
 
 

@@ -19,7 +19,6 @@ Intervals: 95% percentile bootstrap over queries (:func:`mean_interval`); differ
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import numpy as np
 
 from grace_rl.errors import UserError
 from grace_rl.eval.retrieval import read_qrels, read_texts, recall_at_k, search_inner_product
-from grace_rl.eval.stats import Interval, bootstrap_indices
+from grace_rl.eval.stats import Interval, _percentiles, bootstrap_indices
 from reward.dcg import ndcg_at_k
 
 logger = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ def load_devset(data_dir: str | Path = "data/scifact", limit_queries: int | None
             f"{data} lacks {missing}; build it with `python scripts/build_scifact_data.py --beir BEIR_SCIFACT_DIR "
             f"--out {data}`."
         )
-    corpus, queries, qrels = read_texts(data / "corpus.jsonl"), read_texts(data / "dev_queries.jsonl"), None
+    corpus, queries = read_texts(data / "corpus.jsonl"), read_texts(data / "dev_queries.jsonl")
     qrels = read_qrels(data / "dev_qrels.tsv")
     qids = [q for q in queries if any(r > 0 and d in corpus for d, r in qrels.get(q, {}).items())]
     if limit_queries is not None:
@@ -113,19 +112,12 @@ def per_query_metrics(
     return {"ndcg@10": np.asarray(ndcg, dtype=np.float64), "recall@100": np.asarray(recall, dtype=np.float64)}
 
 
-def _percentile_interval(stats: np.ndarray, level: float) -> tuple[float, float]:
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}.")
-    low, high = np.percentile(stats, [50 * (1 - level), 50 * (1 + level)])
-    return float(low), float(high)
-
-
 def mean_interval(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:
     """The mean of per-query `values` with a percentile bootstrap interval: `n_boot` resamples of the queries with
     replacement (:func:`grace_rl.eval.protocol.bootstrap_indices`), the central `level` of their means."""
     values = np.asarray(values, dtype=np.float64)  # (Q,)
     idx = bootstrap_indices(len(values), n_boot, seed)  # (B, Q)
-    low, high = _percentile_interval(values[idx].mean(axis=1), level)
+    low, high = _percentiles(values[idx].mean(axis=1), level)
     return Interval(float(values.mean()), low, high)
 
 
@@ -209,34 +201,29 @@ def writer_rows(
     return out
 
 
-def save_rows(path: str | Path, rows: Sequence[RowResult], extra: dict[str, Any]) -> None:
-    """Write rows (with per-query values) as JSON, for the cache and the report."""
-    data = {
-        **extra,
-        "rows": [
-            {
-                "label": r.label,
-                "budget": r.budget,
-                "kind": r.kind,
-                "mean_rationale_tokens": r.mean_rationale_tokens,
-                "per_query": {k: v.tolist() for k, v in r.per_query.items()},
-            }
-            for r in rows
-        ],
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data) + "\n", encoding="utf-8")
+def rows_to_record(rows: Sequence[RowResult]) -> list[dict[str, Any]]:
+    """Rows with their per-query values as JSON-ready dicts (the row cache of `grace-rl eval retrieval-protocol`)."""
+    return [
+        {
+            "label": r.label,
+            "budget": r.budget,
+            "kind": r.kind,
+            "mean_rationale_tokens": r.mean_rationale_tokens,
+            "per_query": {k: v.tolist() for k, v in r.per_query.items()},
+        }
+        for r in rows
+    ]
 
 
-def load_rows(path: str | Path) -> list[RowResult]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+def rows_from_record(record: Sequence[dict[str, Any]], label: str) -> list[RowResult]:
+    """The rows of :func:`rows_to_record`, relabelled `label`."""
     return [
         RowResult(
-            r["label"],
+            label,
             int(r["budget"]),
             {k: np.asarray(v, dtype=np.float64) for k, v in r["per_query"].items()},
-            float(r.get("mean_rationale_tokens", 0.0)),
-            r.get("kind", "policy"),
+            float(r["mean_rationale_tokens"]),
+            r["kind"],
         )
-        for r in data["rows"]
+        for r in record
     ]
