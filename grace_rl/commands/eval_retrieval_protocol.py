@@ -28,6 +28,10 @@ def cmd_eval_retrieval_protocol(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 1:
         raise UserError(f"--bootstrap must be >= 1, got {args.bootstrap}.")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}.")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1 query, got {args.limit}.")
     if args.doc_max_tokens < 1:
         raise UserError(f"--doc-max-tokens must be >= 1, got {args.doc_max_tokens}.")
     out = Path(args.out)

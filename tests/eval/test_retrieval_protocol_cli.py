@@ -81,3 +81,12 @@ def test_cli_retrieval_protocol_names_missing_files(tmp_path, capsys):
     code = cli_main(["eval", "retrieval-protocol", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x.json")])
     assert code == 2
     assert "build_scifact_data.py" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--limit", "-1"), ("--batch-size", "0"), ("--doc-max-tokens", "0")])
+def test_cli_retrieval_protocol_refuses_bad_numbers_before_any_work(tmp_path, tiny_devset, capsys, flag, value):
+    out = tmp_path / "x.json"
+    code = cli_main(["eval", "retrieval-protocol", "--data-dir", str(tiny_devset), flag, value, "--out", str(out)])
+    assert code == 2
+    assert flag in capsys.readouterr().err
+    assert not out.exists()
