@@ -75,7 +75,7 @@ def policy_rows(
 ) -> list[RowResult]:
     """A GRACE encoder's rows: documents as plain text (budget 0, cut to `doc_max_tokens`), queries with the greedy
     rationale at each budget; a frozen-embedder run's policy writes and its frozen model embeds."""
-    from rollout.embedder import EmbedRequest
+    from rollout.embedder import Embedder, EmbedRequest
 
     budgets = settings.budgets
     queries = list(devset.query_texts)
@@ -89,14 +89,15 @@ def policy_rows(
 
         return writer_rows(label, devset, ids, budgets, embed, docs, kind="writer+frozen")
     embedder = encoder.embedder
-    text_cut = embedder.max_text_tokens
-    embedder.max_text_tokens = settings.doc_max_tokens
-    embedder._prompt_cache.clear()
-    try:
-        docs = encoder.encode(list(devset.doc_texts), max_rationale_tokens=0, batch_size=settings.batch_size)
-    finally:
-        embedder.max_text_tokens = text_cut
-        embedder._prompt_cache.clear()
+    doc_embedder = Embedder(  # the same model, documents cut to doc_max_tokens
+        encoder.model,
+        encoder.tokenizer,
+        embedder.messages_fn,
+        max_text_tokens=settings.doc_max_tokens,
+        end_token_ids=embedder.end_ids,
+    )
+    requests = [EmbedRequest(t) for t in devset.doc_texts]
+    docs = doc_embedder.embed(requests, encoder.pooling, settings.batch_size, show_progress_bar=True).numpy()
     emb, rationales = embedder.encode_budgets(
         queries, budgets, pooling=encoder.pooling, batch_size=settings.batch_size
     )
