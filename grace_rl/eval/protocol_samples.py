@@ -22,9 +22,9 @@ import numpy as np
 
 from grace_rl.errors import UserError
 from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
-from grace_rl.eval.sample_scaling import sampled_embeddings
 from grace_rl.eval.specs import ModelSpec, ProtocolSettings
-from grace_rl.eval.stats import DevSet, Pair, paired_difference_interval, spearman, spearman_interval
+from grace_rl.eval.stats import DevSet, Pair, paired_difference_interval, spearman_interval
+from grace_rl.eval.sweep import sweep_sts
 
 logger = logging.getLogger(__name__)
 
@@ -92,35 +92,30 @@ def sample_pairs(
     batch_size: int = 32,
     show_progress_bar: bool = True,
 ) -> list[dict[str, Any]]:
-    """One encoder on one dev set: `max(counts)` rationales sampled per text in one generation pass, averaged.
+    """One encoder on one dev set: `max(counts)` rationales sampled per text in one generation pass, averaged
+    (:func:`grace_rl.eval.sweep.sweep_sts` over `counts`, after `torch.manual_seed(seed)`).
 
-    Returns per count `{"num_rationales", "spearman" (x100), "mean_rationale_tokens", "cosines"}`.
+    Returns per count `{"num_rationales", "spearman" (x100), "mean_rationale_tokens", "cosines"}`: the cached form.
     """
-    import torch
-
-    a, b = [p.a for p in pairs], [p.b for p in pairs]
-    unique = list(dict.fromkeys(a + b))
-    row = {t: i for i, t in enumerate(unique)}
-    ia, ib = np.array([row[t] for t in a]), np.array([row[t] for t in b])  # (n,), (n,)
-    gold = np.array([p.score for p in pairs], dtype=np.float64)  # (n,)
-    most = max(counts)
-    torch.manual_seed(seed)
-    emb, rationales = sampled_embeddings(encoder, unique, most, budget, temperature, batch_size, show_progress_bar)
-    emb = emb.double()  # (U, K, H), each L2-normalised
-    lengths = np.array([len(r) for r in rationales], dtype=np.float64).reshape(len(unique), most)  # (U, K)
-    points = []
-    for k in sorted(counts):
-        avg = torch.nn.functional.normalize(emb[:, :k].mean(dim=1), dim=-1).numpy()  # (U, H)
-        cos = (avg[ia] * avg[ib]).sum(axis=1)  # (n,)
-        points.append(
-            {
-                "num_rationales": k,
-                "spearman": spearman(cos, gold),
-                "mean_rationale_tokens": float(lengths[:, :k].mean()),
-                "cosines": cos.tolist(),
-            }
-        )
-    return points
+    points = sweep_sts(
+        encoder,
+        pairs,
+        samples=counts,
+        seed=seed,
+        max_rationale_tokens=budget,
+        temperature=temperature,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+    )
+    return [
+        {
+            "num_rationales": p.num_rationales,
+            "spearman": p.spearman,
+            "mean_rationale_tokens": p.mean_rationale_tokens,
+            "cosines": p.cosines.tolist(),
+        }
+        for p in points
+    ]
 
 
 def evaluate_samples(
