@@ -33,17 +33,15 @@ import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from grace_rl.errors import UserError
 from grace_rl.eval.protocol_cache import GRACE_META, PROTOCOL_VERSION, cache_key, load_sweep, save_sweep
-from grace_rl.eval.specs import EMBEDDINGS, ModelSpec, ProtocolSettings
+from grace_rl.eval.specs import EMBEDDINGS, ModelSpec, ProtocolSettings, SampleSettings
 from grace_rl.eval.stats import DevSet, Pair, paired_difference_interval, spearman_interval
-
-if TYPE_CHECKING:
-    from grace_rl.eval.protocol_samples import SampleSettings
+from grace_rl.prompts import DEFAULT_INSTRUCTION
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +136,6 @@ def training_budget(run_dir: str | Path) -> int:
 
 def run_instruction(run_dir: str | Path) -> str:
     """The rationale instruction a GRACE run trained with (its `grace_config.json`; the default when not recorded)."""
-    from grace_rl.prompts import DEFAULT_INSTRUCTION
-
     meta, config = _run_config(run_dir)
     value = (config or {}).get("instruction")
     if value is None:
@@ -165,8 +161,6 @@ def model_specs(
     several: matched prompts, and a base model evaluated under a prompt of one's choice); with `base_echo`, each of
     these base variants again with echo embeddings (`...+echo`); then each trained run (a GRACE run or a
     sentence-transformers directory) labelled by its directory name (made unique)."""
-    from grace_rl.prompts import DEFAULT_INSTRUCTION
-
     for prompt in instructions:
         if not isinstance(prompt, str) or not prompt.strip():
             raise UserError(f"--instruction: empty ({prompt!r}); give the rationale instruction, or leave it out.")
@@ -225,7 +219,7 @@ def sweep_pairs(
 def load_encoder(spec: ModelSpec, trust_remote_code: bool = False):
     """What encodes `spec`'s texts: a `SentenceTransformer` for `plain`, else a `GraceEncoder` (echo or rationale)."""
     if spec.embedding == "plain":
-        from grace_rl.contrastive import load_contrastive
+        from grace_rl.contrastive import load_contrastive  # torch, as below: dedup and devsets keep this module light
 
         return load_contrastive(spec.path, trust_remote_code=trust_remote_code)
     from grace_rl.encoder import GraceEncoder
@@ -333,7 +327,7 @@ def run_protocol(
     specs = model_specs(base, trained, base_echo, instructions)
     own = {s.training_budget for s in specs if s.training_budget is not None}
     if samples is not None:
-        from grace_rl.eval.protocol_samples import sample_budget
+        from grace_rl.eval.protocol_samples import sample_budget  # it imports torch (the module stays light)
 
         own.add(sample_budget(specs, samples))  # the greedy point the sampled ones are compared with
     budgets = sorted(set(settings.budgets) | own)
@@ -375,7 +369,7 @@ def run_protocol(
     ]
     extra = {}
     if samples is not None:
-        from grace_rl.eval.protocol_samples import run_samples
+        from grace_rl.eval.protocol_samples import run_samples  # it imports torch (the module stays light)
 
         extra["samples"] = run_samples(specs, devsets, sweeps, samples, settings)
     return {

@@ -15,56 +15,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from grace_rl.encoder import GraceEncoder
 from grace_rl.errors import UserError
 from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
-from grace_rl.eval.specs import ModelSpec, ProtocolSettings
+from grace_rl.eval.specs import ModelSpec, ProtocolSettings, SampleSettings
 from grace_rl.eval.stats import DevSet, Pair, paired_difference_interval, spearman_interval
 from grace_rl.eval.sweep import sweep_sts
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_COUNTS = (1, 2, 4, 8)
-DEFAULT_TEMPERATURE = 0.7
-
-
-@dataclass(frozen=True)
-class SampleSettings:
-    """The rationale-count sweep.
-
-    Args:
-        counts (`tuple[int, ...]`, *optional*, defaults to `(1, 2, 4, 8)`):
-            numbers of sampled rationales averaged (each >= 1; 1 is always added, the gains are measured from it).
-        temperature (`float`, *optional*, defaults to `0.7`):
-            sampling temperature (> 0).
-        budget (`int`, *optional*):
-            tokens per rationale, the same for every model; `None`: the trained runs' training budget (they must
-            share one).
-        seed (`int`, *optional*, defaults to `0`):
-            `torch.manual_seed` before each model's sampling on each dev set.
-        include_base (`bool`, *optional*, defaults to `True`):
-            sweep the base model too (its greedy sweep stays the bar either way).
-    """
-
-    counts: tuple[int, ...] = DEFAULT_COUNTS
-    temperature: float = DEFAULT_TEMPERATURE
-    budget: int | None = None
-    seed: int = 0
-    include_base: bool = True
-
-    def __post_init__(self) -> None:
-        counts = tuple(sorted({int(c) for c in self.counts} | {1}))
-        if counts[0] < 1:
-            raise UserError(f"Rationale counts must all be >= 1, got {list(self.counts)}.")
-        object.__setattr__(self, "counts", counts)
-        if not self.temperature > 0:
-            raise UserError(f"Sampling several rationales needs a temperature > 0, got {self.temperature}.")
-        if self.budget is not None and self.budget < 1:
-            raise UserError(f"The sample budget must be >= 1 token (0 = no rationale to sample), got {self.budget}.")
 
 
 def sample_budget(specs: Sequence[ModelSpec], samples: SampleSettings) -> int:
@@ -134,8 +96,6 @@ def evaluate_samples(
             out[ds.name] = {**record, "cached": True}
             continue
         if encoder is None:
-            from grace_rl.encoder import GraceEncoder
-
             encoder = GraceEncoder.from_pretrained(
                 spec.path, trust_remote_code=settings.trust_remote_code, instruction=spec.instruction
             )
