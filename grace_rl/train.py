@@ -19,7 +19,9 @@ from grace_rl.config import GraceConfig, GraceScriptArguments
 from grace_rl.data import build_dataset, load_supervised, load_unsupervised
 from grace_rl.encoder import GraceEncoder, save_grace_meta
 from grace_rl.errors import UserError, ZeroStepsError
+from grace_rl.eval.stats import Pair
 from grace_rl.eval.sts import read_sts
+from grace_rl.eval.sweep import sweep_sts
 from grace_rl.main_process import init_deepspeed_comm, run_on_main_process
 from grace_rl.model_card import BaseModelIdCallback, record_base_model_id, write_model_card
 from grace_rl.models import load_model, load_tokenizer
@@ -75,36 +77,33 @@ def _eval(model, tokenizer, args: GraceConfig, script_args: GraceScriptArguments
     training budget. The per-pair cosines stay in `_cosines` for :func:`_headline` (dropped from the summary)."""
     if not script_args.eval_sts_path:
         return None
-    from grace_rl.eval.protocol import sweep_pairs
-    from grace_rl.eval.stats import Pair
-
     encoder = GraceEncoder(model, tokenizer, args.instruction, args.pooling, args.max_completion_length)
     budget = args.max_completion_length
     budgets = sorted({budget, *script_args.eval_base_budgets}) if label == "before" else [budget]
     start = time.perf_counter()
     a, b, gold = read_sts(script_args.eval_sts_path, "stsb", script_args.eval_sts_limit)
     pairs = [Pair(*p) for p in zip(a, b, gold, strict=True)]
-    points = sweep_pairs(encoder, pairs, budgets, show_progress_bar=True)
-    at = {p["budget"]: p for p in points}
+    points = sweep_sts(encoder, pairs, budgets, batch_size=32, show_progress_bar=True)
+    at = {p.budget: p for p in points}
     default_prompt = None  # matched prompts: a recipe with its own instruction is also compared with the default one
     if label == "before" and args.instruction != DEFAULT_INSTRUCTION:
         plain = GraceEncoder(model, tokenizer, DEFAULT_INSTRUCTION, args.pooling, args.max_completion_length)
-        default_prompt = sweep_pairs(plain, pairs, budgets, show_progress_bar=True)
+        default_prompt = sweep_sts(plain, pairs, budgets, batch_size=32, show_progress_bar=True)
     result = {
         "task": "sts",
         "n": len(gold),
-        "spearman": round(at[budget]["spearman"], 2),
+        "spearman": round(at[budget].spearman, 2),
         "label": label,
         "rationale_tokens": budget,
-        "by_budget": {str(p["budget"]): round(p["spearman"], 2) for p in points},
-        "mean_rationale_tokens": {str(p["budget"]): p["mean_rationale_tokens"] for p in points},
+        "by_budget": {str(p.budget): round(p.spearman, 2) for p in points},
+        "mean_rationale_tokens": {str(p.budget): p.mean_rationale_tokens for p in points},
         "seconds": round(time.perf_counter() - start, 1),
-        "_cosines": {p["budget"]: p["cosines"] for p in points},
+        "_cosines": {p.budget: p.cosines.tolist() for p in points},
         "_gold": gold,
     }
     if default_prompt is not None:
-        result["by_budget_default_instruction"] = {str(p["budget"]): round(p["spearman"], 2) for p in default_prompt}
-        result["_default_cosines"] = {p["budget"]: p["cosines"] for p in default_prompt}
+        result["by_budget_default_instruction"] = {str(p.budget): round(p.spearman, 2) for p in default_prompt}
+        result["_default_cosines"] = {p.budget: p.cosines.tolist() for p in default_prompt}
     logger.info("STS %s: %s", label, json.dumps({k: v for k, v in result.items() if not k.startswith("_")}))
     return result
 

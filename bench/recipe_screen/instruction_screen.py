@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 from grace_rl.encoder import GraceEncoder
 from grace_rl.eval.devsets import load_dev_sets
-from grace_rl.eval.protocol import sweep_pairs
-from grace_rl.eval.stats import spearman_interval
+from grace_rl.eval.sweep import sweep_sts
 from grace_rl.prompts import DEFAULT_INSTRUCTION, PARAPHRASE_INSTRUCTION
 
 NAMED = {"default": DEFAULT_INSTRUCTION, "paraphrase": PARAPHRASE_INSTRUCTION}
@@ -39,17 +36,15 @@ def main() -> None:
 
     budgets = [int(b) for b in args.budgets.split(",")]
     (dev,) = load_dev_sets([args.dataset], limit=args.n)
-    gold = np.array([p.score for p in dev.pairs])  # (n,)
     for name in args.instruction or ["default", "paraphrase"]:
         text = NAMED.get(name, name)
         encoder = GraceEncoder.from_pretrained(args.model, instruction=text)
         start = time.perf_counter()
-        points = sweep_pairs(encoder, dev.pairs, budgets, show_progress_bar=False)
+        points = sweep_sts(encoder, dev.pairs, budgets, intervals=True, batch_size=32, show_progress_bar=False)
         cells = []
         for p in points:
-            ci = spearman_interval(np.array(p["cosines"]), gold)
-            tokens = p["mean_rationale_tokens"]
-            cells.append(f"@{p['budget']}: {ci.point:.2f} [{ci.low:.2f}, {ci.high:.2f}] {tokens:.1f}t")
+            ci, tokens = p.interval, p.mean_rationale_tokens
+            cells.append(f"@{p.budget}: {ci.point:.2f} [{ci.low:.2f}, {ci.high:.2f}] {tokens:.1f}t")
         seconds = time.perf_counter() - start
         print(f"[{name[:60]}] {dev.name} n={len(dev.pairs)}  " + "  ".join(cells), f"({seconds:.0f} s)")
         if args.show and max(budgets) > 0:

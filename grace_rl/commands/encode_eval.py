@@ -204,11 +204,10 @@ def _run_sts_curves(args: argparse.Namespace) -> int:
     bootstrap intervals, in one JSON + PNG; prints one JSON line naming the files."""
     from grace_rl.eval.sample_scaling import (
         DEFAULT_SAMPLE_TEMPERATURE,
-        evaluate_sts_interval,
+        sts_budget_curve,
         sts_samples_curve,
         write_curves,
     )
-    from grace_rl.eval.scaling import scaling_curve
 
     models = [args.model] + ([args.compare] if args.compare else [])
     samples = args.scaling_samples is not None
@@ -230,9 +229,8 @@ def _run_sts_curves(args: argparse.Namespace) -> int:
                 args.batch_size,
             )
         else:
-            evaluate = functools.partial(evaluate_sts_interval, path=args.data, fmt=args.format, limit=args.limit)
             kwargs = {"batch_size": args.batch_size, "num_rationales": args.num_rationales, "temperature": temperature}
-            points = scaling_curve(encoder, args.scaling, evaluate, **kwargs)
+            points = sts_budget_curve(encoder, args.data, args.scaling, args.format, args.limit, **kwargs)
         curves.append({"model": model, "points": points})
     meta = {
         "models": models,

@@ -115,7 +115,8 @@ def run_protocol_command(args: argparse.Namespace) -> dict[str, str]:
     from grace_rl.eval.devsets import DATA_DIR, load_dev_sets
     from grace_rl.eval.protocol import ProtocolSettings, model_specs, run_protocol
     from grace_rl.eval.protocol_report import format_report, write_report
-    from grace_rl.eval.protocol_samples import SampleSettings, sample_budget
+    from grace_rl.eval.protocol_samples import sample_budget
+    from grace_rl.eval.specs import SampleSettings
     from grace_rl.models import cache_root
     from grace_rl.run_files import refuse_outputs
 

@@ -25,6 +25,7 @@ from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta
 
+from grace_rl.encoder import GraceEncoder
 from grace_rl.eval.retrieval import read_qrels, read_texts
 from grace_rl.eval.sts import read_sts
 from grace_rl.models import DEFAULT_MODEL_ID
@@ -70,8 +71,6 @@ class GraceMtebModel(AbsEncoder):
         name: str | None = None,
     ) -> None:
         if encoder is None:
-            from grace_rl.encoder import GraceEncoder
-
             encoder = GraceEncoder.from_pretrained(model_name_or_path)
         self.model = encoder
         self.encode_options = {

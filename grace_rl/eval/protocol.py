@@ -4,8 +4,8 @@
    :func:`normalise` (:func:`dedup_pairs`, which also counts the dropped pairs).
 2. **Matched budgets**: every model is evaluated with greedy rationales at the same budgets (default 0 / 8 / 16 / 32
    / 64 tokens; 0 = the text alone). Each text's rationale is written once at the largest budget and truncated for
-   the smaller ones (:class:`grace_rl.eval.scaling.PrefixRationaleEncoder`); the mean rationale tokens actually used
-   are recorded per budget.
+   the smaller ones (:func:`grace_rl.eval.sweep.sweep`, the sweep every STS figure uses); the mean rationale tokens
+   actually used are recorded per budget.
 3. **Intervals**: every Spearman gets a 95% percentile bootstrap interval over pairs (:func:`spearman_interval`);
    the difference between two systems on the same pairs gets a *paired* interval (:func:`paired_difference_interval`:
    both systems are scored on the same resampled pairs).
@@ -33,23 +33,15 @@ import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from grace_rl.errors import UserError
 from grace_rl.eval.protocol_cache import GRACE_META, PROTOCOL_VERSION, cache_key, load_sweep, save_sweep
-from grace_rl.eval.specs import EMBEDDINGS, ModelSpec, ProtocolSettings
-from grace_rl.eval.stats import (
-    DevSet,
-    Pair,
-    paired_difference_interval,
-    spearman,
-    spearman_interval,
-)
-
-if TYPE_CHECKING:
-    from grace_rl.eval.protocol_samples import SampleSettings
+from grace_rl.eval.specs import EMBEDDINGS, ModelSpec, ProtocolSettings, SampleSettings
+from grace_rl.eval.stats import DevSet, Pair, paired_difference_interval, spearman_interval
+from grace_rl.prompts import DEFAULT_INSTRUCTION
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +136,6 @@ def training_budget(run_dir: str | Path) -> int:
 
 def run_instruction(run_dir: str | Path) -> str:
     """The rationale instruction a GRACE run trained with (its `grace_config.json`; the default when not recorded)."""
-    from grace_rl.prompts import DEFAULT_INSTRUCTION
-
     meta, config = _run_config(run_dir)
     value = (config or {}).get("instruction")
     if value is None:
@@ -171,8 +161,6 @@ def model_specs(
     several: matched prompts, and a base model evaluated under a prompt of one's choice); with `base_echo`, each of
     these base variants again with echo embeddings (`...+echo`); then each trained run (a GRACE run or a
     sentence-transformers directory) labelled by its directory name (made unique)."""
-    from grace_rl.prompts import DEFAULT_INSTRUCTION
-
     for prompt in instructions:
         if not isinstance(prompt, str) or not prompt.strip():
             raise UserError(f"--instruction: empty ({prompt!r}); give the rationale instruction, or leave it out.")
@@ -208,33 +196,21 @@ def model_specs(
 def sweep_pairs(
     encoder, pairs: Sequence[Pair], budgets: Sequence[int], batch_size: int = 32, show_progress_bar: bool = True
 ) -> list[dict[str, Any]]:
-    """One encoder on one dev set at every budget (greedy; each rationale written once at the largest budget).
+    """One encoder on one dev set at every budget (:func:`grace_rl.eval.sweep.sweep_sts`: greedy, each rationale
+    written once at the largest budget; an echo or plain encoder is encoded once, the same cosines at every budget).
 
-    Returns per budget `{"budget", "spearman" (x100), "mean_rationale_tokens", "cosines"}` (cosines per pair).
+    Returns per budget `{"budget", "spearman" (x100), "mean_rationale_tokens", "cosines"}` (cosines per pair): the
+    cached form.
     """
-    from grace_rl.eval.scaling import scaling_curve  # here: it imports torch; the module stays light
+    from grace_rl.eval.sweep import sweep_sts  # here: it imports torch; dedup and devsets keep this module light
 
-    a, b = [p.a for p in pairs], [p.b for p in pairs]
-    unique = list(dict.fromkeys(a + b))
-    row = {t: i for i, t in enumerate(unique)}
-    ia, ib = np.array([row[t] for t in a]), np.array([row[t] for t in b])  # (n,), (n,)
-    gold = np.array([p.score for p in pairs], dtype=np.float64)  # (n,)
-    cosines: dict[int, np.ndarray] = {}
-
-    def evaluate(enc, max_rationale_tokens: int, **kwargs: Any) -> dict[str, Any]:
-        emb = np.asarray(enc.encode(unique, max_rationale_tokens=max_rationale_tokens, **kwargs), dtype=np.float64)
-        emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)  # (U, H)
-        cos = (emb[ia] * emb[ib]).sum(axis=1)  # (n,)
-        cosines[max_rationale_tokens] = cos
-        return {"spearman": spearman(cos, gold)}
-
-    points = scaling_curve(encoder, budgets, evaluate, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    points = sweep_sts(encoder, pairs, budgets, batch_size=batch_size, show_progress_bar=show_progress_bar)
     return [
         {
-            "budget": p["max_rationale_tokens"],
-            "spearman": p["spearman"],
-            "mean_rationale_tokens": p["mean_rationale_tokens"],
-            "cosines": cosines[p["max_rationale_tokens"]].tolist(),
+            "budget": p.budget,
+            "spearman": p.spearman,
+            "mean_rationale_tokens": p.mean_rationale_tokens,
+            "cosines": p.cosines.tolist(),
         }
         for p in points
     ]
@@ -243,7 +219,7 @@ def sweep_pairs(
 def load_encoder(spec: ModelSpec, trust_remote_code: bool = False):
     """What encodes `spec`'s texts: a `SentenceTransformer` for `plain`, else a `GraceEncoder` (echo or rationale)."""
     if spec.embedding == "plain":
-        from grace_rl.contrastive import load_contrastive
+        from grace_rl.contrastive import load_contrastive  # torch, as below: dedup and devsets keep this module light
 
         return load_contrastive(spec.path, trust_remote_code=trust_remote_code)
     from grace_rl.encoder import GraceEncoder
@@ -251,28 +227,6 @@ def load_encoder(spec: ModelSpec, trust_remote_code: bool = False):
     return GraceEncoder.from_pretrained(
         spec.path, trust_remote_code=trust_remote_code, instruction=spec.instruction, embedding=spec.embedding
     )
-
-
-def sweep_once(
-    encoder, pairs: Sequence[Pair], budgets: Sequence[int], batch_size: int = 32, show_progress_bar: bool = True
-) -> list[dict[str, Any]]:
-    """:func:`sweep_pairs` for an encoder that writes no rationale (echo, plain): one encoding, the same cosines at
-    every budget, 0 rationale tokens."""
-    a, b = [p.a for p in pairs], [p.b for p in pairs]
-    unique = list(dict.fromkeys(a + b))
-    row = {t: i for i, t in enumerate(unique)}
-    if hasattr(encoder, "embedder"):  # GraceEncoder
-        emb = encoder.encode(unique, batch_size=batch_size, show_progress_bar=show_progress_bar)
-    else:  # SentenceTransformer
-        emb = encoder.encode(unique, batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to_numpy=True)
-    emb = np.asarray(emb, dtype=np.float64)  # (U, H)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)
-    cos = (emb[[row[t] for t in a]] * emb[[row[t] for t in b]]).sum(axis=1)  # (n,)
-    value = spearman(cos, np.array([p.score for p in pairs], dtype=np.float64))
-    return [
-        {"budget": t, "spearman": value, "mean_rationale_tokens": 0.0, "cosines": cos.tolist()}
-        for t in sorted(budgets)
-    ]
 
 
 def evaluate_model(
@@ -297,8 +251,7 @@ def evaluate_model(
             encoder = load_encoder(spec, settings.trust_remote_code)
         logger.info("%s on %s: %d pairs at budgets %s", spec.label, ds.name, len(ds.pairs), list(budgets))
         start = time.perf_counter()
-        sweep = sweep_pairs if spec.embedding == "rationale" else sweep_once
-        points = sweep(encoder, ds.pairs, budgets, settings.batch_size, settings.show_progress_bar)
+        points = sweep_pairs(encoder, ds.pairs, budgets, settings.batch_size, settings.show_progress_bar)
         record = {"key": key, "points": points, "seconds": round(time.perf_counter() - start, 1)}
         if settings.cache_dir:
             save_sweep(settings.cache_dir, record)
@@ -374,7 +327,7 @@ def run_protocol(
     specs = model_specs(base, trained, base_echo, instructions)
     own = {s.training_budget for s in specs if s.training_budget is not None}
     if samples is not None:
-        from grace_rl.eval.protocol_samples import sample_budget
+        from grace_rl.eval.protocol_samples import sample_budget  # it imports torch (the module stays light)
 
         own.add(sample_budget(specs, samples))  # the greedy point the sampled ones are compared with
     budgets = sorted(set(settings.budgets) | own)
@@ -416,7 +369,7 @@ def run_protocol(
     ]
     extra = {}
     if samples is not None:
-        from grace_rl.eval.protocol_samples import run_samples
+        from grace_rl.eval.protocol_samples import run_samples  # it imports torch (the module stays light)
 
         extra["samples"] = run_samples(specs, devsets, sweeps, samples, settings)
     return {

@@ -15,56 +15,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from grace_rl.encoder import GraceEncoder
 from grace_rl.errors import UserError
 from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
-from grace_rl.eval.sample_scaling import sampled_embeddings
-from grace_rl.eval.specs import ModelSpec, ProtocolSettings
-from grace_rl.eval.stats import DevSet, Pair, paired_difference_interval, spearman, spearman_interval
+from grace_rl.eval.specs import ModelSpec, ProtocolSettings, SampleSettings
+from grace_rl.eval.stats import DevSet, Pair, paired_difference_interval, spearman_interval
+from grace_rl.eval.sweep import sweep_sts
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_COUNTS = (1, 2, 4, 8)
-DEFAULT_TEMPERATURE = 0.7
-
-
-@dataclass(frozen=True)
-class SampleSettings:
-    """The rationale-count sweep.
-
-    Args:
-        counts (`tuple[int, ...]`, *optional*, defaults to `(1, 2, 4, 8)`):
-            numbers of sampled rationales averaged (each >= 1; 1 is always added, the gains are measured from it).
-        temperature (`float`, *optional*, defaults to `0.7`):
-            sampling temperature (> 0).
-        budget (`int`, *optional*):
-            tokens per rationale, the same for every model; `None`: the trained runs' training budget (they must
-            share one).
-        seed (`int`, *optional*, defaults to `0`):
-            `torch.manual_seed` before each model's sampling on each dev set.
-        include_base (`bool`, *optional*, defaults to `True`):
-            sweep the base model too (its greedy sweep stays the bar either way).
-    """
-
-    counts: tuple[int, ...] = DEFAULT_COUNTS
-    temperature: float = DEFAULT_TEMPERATURE
-    budget: int | None = None
-    seed: int = 0
-    include_base: bool = True
-
-    def __post_init__(self) -> None:
-        counts = tuple(sorted({int(c) for c in self.counts} | {1}))
-        if counts[0] < 1:
-            raise UserError(f"Rationale counts must all be >= 1, got {list(self.counts)}.")
-        object.__setattr__(self, "counts", counts)
-        if not self.temperature > 0:
-            raise UserError(f"Sampling several rationales needs a temperature > 0, got {self.temperature}.")
-        if self.budget is not None and self.budget < 1:
-            raise UserError(f"The sample budget must be >= 1 token (0 = no rationale to sample), got {self.budget}.")
 
 
 def sample_budget(specs: Sequence[ModelSpec], samples: SampleSettings) -> int:
@@ -92,35 +54,30 @@ def sample_pairs(
     batch_size: int = 32,
     show_progress_bar: bool = True,
 ) -> list[dict[str, Any]]:
-    """One encoder on one dev set: `max(counts)` rationales sampled per text in one generation pass, averaged.
+    """One encoder on one dev set: `max(counts)` rationales sampled per text in one generation pass, averaged
+    (:func:`grace_rl.eval.sweep.sweep_sts` over `counts`, after `torch.manual_seed(seed)`).
 
-    Returns per count `{"num_rationales", "spearman" (x100), "mean_rationale_tokens", "cosines"}`.
+    Returns per count `{"num_rationales", "spearman" (x100), "mean_rationale_tokens", "cosines"}`: the cached form.
     """
-    import torch
-
-    a, b = [p.a for p in pairs], [p.b for p in pairs]
-    unique = list(dict.fromkeys(a + b))
-    row = {t: i for i, t in enumerate(unique)}
-    ia, ib = np.array([row[t] for t in a]), np.array([row[t] for t in b])  # (n,), (n,)
-    gold = np.array([p.score for p in pairs], dtype=np.float64)  # (n,)
-    most = max(counts)
-    torch.manual_seed(seed)
-    emb, rationales = sampled_embeddings(encoder, unique, most, budget, temperature, batch_size, show_progress_bar)
-    emb = emb.double()  # (U, K, H), each L2-normalised
-    lengths = np.array([len(r) for r in rationales], dtype=np.float64).reshape(len(unique), most)  # (U, K)
-    points = []
-    for k in sorted(counts):
-        avg = torch.nn.functional.normalize(emb[:, :k].mean(dim=1), dim=-1).numpy()  # (U, H)
-        cos = (avg[ia] * avg[ib]).sum(axis=1)  # (n,)
-        points.append(
-            {
-                "num_rationales": k,
-                "spearman": spearman(cos, gold),
-                "mean_rationale_tokens": float(lengths[:, :k].mean()),
-                "cosines": cos.tolist(),
-            }
-        )
-    return points
+    points = sweep_sts(
+        encoder,
+        pairs,
+        samples=counts,
+        seed=seed,
+        max_rationale_tokens=budget,
+        temperature=temperature,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+    )
+    return [
+        {
+            "num_rationales": p.num_rationales,
+            "spearman": p.spearman,
+            "mean_rationale_tokens": p.mean_rationale_tokens,
+            "cosines": p.cosines.tolist(),
+        }
+        for p in points
+    ]
 
 
 def evaluate_samples(
@@ -139,8 +96,6 @@ def evaluate_samples(
             out[ds.name] = {**record, "cached": True}
             continue
         if encoder is None:
-            from grace_rl.encoder import GraceEncoder
-
             encoder = GraceEncoder.from_pretrained(
                 spec.path, trust_remote_code=settings.trust_remote_code, instruction=spec.instruction
             )

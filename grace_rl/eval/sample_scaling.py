@@ -1,10 +1,12 @@
-"""Test-time scaling over the number of sampled rationales: STS Spearman with 1, 2, 4, 8 rationales averaged.
+"""STS test-time scaling curves with 95% bootstrap intervals (`eval sts --scaling` over rationale budgets,
+`--scaling-samples` over the number of sampled rationales averaged, e.g. 1, 2, 4, 8) and their plot; each curve is
+one :func:`grace_rl.eval.sweep.sweep_sts`.
 
-Each text's `max(counts)` rationales are sampled once (one `generate` call per batch, at `temperature`) and pooled
-from the generation pass; the point for `k` rationales averages the first `k` of them. `k` of `K` independent
-samples are distributed as `k` fresh ones, so the curve equals separate `encode(num_rationales=k)` runs in
-distribution at the cost of the largest one, and its points are nested (less noise between neighbours). Every point
-carries a 95% percentile bootstrap interval over resampled pairs.
+The count curve: each text's `max(counts)` rationales are sampled once (one `generate` call per batch, at
+`temperature`) and pooled from the generation pass; the point for `k` rationales averages the first `k` of them. `k`
+of `K` independent samples are distributed as `k` fresh ones, so the curve equals separate `encode(num_rationales=k)`
+runs in distribution at the cost of the largest one, and its points are nested (less noise between neighbours).
+Every point carries a 95% percentile bootstrap interval over resampled pairs.
 """
 
 from __future__ import annotations
@@ -15,12 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from grace_rl.errors import UserError
-from grace_rl.eval.stats import spearman_interval
-from grace_rl.eval.sts import read_sts
+from grace_rl.eval.stats import Pair
+from grace_rl.eval.sts import evaluate_sts, read_sts
+from grace_rl.eval.sweep import sweep_sts
 
 logger = logging.getLogger(__name__)
 
@@ -40,35 +40,29 @@ def parse_counts(spec: str) -> list[int]:
     return counts
 
 
-def pair_cosines(emb: np.ndarray, a: Sequence[str], b: Sequence[str], row: dict[str, int]) -> np.ndarray:
-    """`(P,)` cosine of each pair's two texts (`row` maps a text to its row of `emb`)."""
-    ea, eb = emb[[row[t] for t in a]], emb[[row[t] for t in b]]
-    ea = ea / np.linalg.norm(ea, axis=1, keepdims=True).clip(min=1e-12)
-    eb = eb / np.linalg.norm(eb, axis=1, keepdims=True).clip(min=1e-12)
-    return (ea * eb).sum(axis=1)
-
-
-def sampled_embeddings(
+def sts_budget_curve(
     encoder,
-    texts: Sequence[str],
-    count: int,
-    budget: int,
-    temperature: float,
-    batch_size: int = 16,
-    show_progress_bar: bool = True,
-) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
-    """`count` rationales sampled per text in one generation pass: `(N, K, H)` L2-normalised embeddings (the text's
-    `K` samples in a row) and the `N * K` rationales (token ids), grouped by text."""
-    emb, rationales = encoder.embedder.encode(
-        texts,
-        budget,
-        temperature,
-        count,
-        pooling=encoder.pooling,
-        batch_size=batch_size,
-        show_progress_bar=show_progress_bar,
-    )  # (N * K, H), each L2-normalised
-    return emb.view(len(texts), count, -1), rationales  # (N, K, H)
+    path: str | Path,
+    budgets: Sequence[int],
+    fmt: str = "stsb",
+    limit: int | None = None,
+    **encode_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """STS Spearman (x100, with a 95% bootstrap interval) of `encoder` at each rationale budget (one
+    :func:`grace_rl.eval.sweep.sweep_sts`; `encode_kwargs` as `GraceEncoder.encode`).
+
+    Returns:
+        One point per budget, ascending: `{"task", "n", "spearman", "ci_low", "ci_high", "max_rationale_tokens"}`,
+        greedy sweeps also `"mean_rationale_tokens"` (tokens actually used per text).
+    """
+    pairs = _pairs(path, fmt, limit)
+    points = []
+    for p in sweep_sts(encoder, pairs, budgets, intervals=True, **encode_kwargs):
+        point = {"task": "sts", "n": len(pairs), **p.interval.as_dict("spearman"), "max_rationale_tokens": p.budget}
+        if p.mean_rationale_tokens is not None:
+            point["mean_rationale_tokens"] = p.mean_rationale_tokens
+        points.append(point)
+    return points
 
 
 def sts_samples_curve(
@@ -82,7 +76,8 @@ def sts_samples_curve(
     batch_size: int = 16,
     show_progress_bar: bool = True,
 ) -> list[dict[str, Any]]:
-    """STS Spearman (x100, with a 95% bootstrap interval) of `encoder` with each count of averaged rationales.
+    """STS Spearman (x100, with a 95% bootstrap interval) of `encoder` with each count of averaged rationales (one
+    :func:`grace_rl.eval.sweep.sweep_sts` over `counts`).
 
     Args:
         encoder (`GraceEncoder`):
@@ -103,36 +98,30 @@ def sts_samples_curve(
     """
     if temperature <= 0:
         raise UserError(f"Sampling several rationales needs temperature > 0, got {temperature}.")
-    a, b, gold = read_sts(path, fmt, limit)
-    if len(gold) < 2:
-        raise UserError(f"{path}: a Spearman interval needs >= 2 pairs, got {len(gold)}.")
-    unique = list(dict.fromkeys(a + b))
-    row = {t: i for i, t in enumerate(unique)}
-    budget = encoder.max_rationale_tokens if max_rationale_tokens is None else max_rationale_tokens
-    most = max(counts)
-    emb, _ = sampled_embeddings(encoder, unique, most, budget, temperature, batch_size, show_progress_bar)  # (N, K, H)
-    points = []
-    for k in sorted(counts):
-        averaged = torch.nn.functional.normalize(emb[:, :k].mean(dim=1), dim=-1).numpy()  # (N, H)
-        point = spearman_interval(pair_cosines(averaged, a, b, row), np.asarray(gold)).as_dict("spearman")
-        points.append({"num_rationales": k, **point, "n": len(gold)})
-        logger.info("%d rationale(s): %s", k, point)
-    return points
+    pairs = _pairs(path, fmt, limit)
+    points = sweep_sts(
+        encoder,
+        pairs,
+        samples=counts,
+        intervals=True,
+        max_rationale_tokens=max_rationale_tokens,
+        temperature=temperature,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+    )
+    return [{"num_rationales": p.num_rationales, **p.interval.as_dict("spearman"), "n": len(pairs)} for p in points]
 
 
 def evaluate_sts_interval(
     encoder, path: str | Path, fmt: str = "stsb", limit: int | None = None, **encode_kwargs: Any
 ) -> dict[str, Any]:
-    """`grace_rl.eval.sts.evaluate_sts` plus the 95% bootstrap interval: `{"task", "n", "spearman", "ci_low",
-    "ci_high"}` (an `evaluate` for `grace_rl.eval.scaling.scaling_curve`)."""
+    """One point with its interval: `grace_rl.eval.sts.evaluate_sts(..., intervals=True)`."""
+    return evaluate_sts(encoder, path, fmt, limit, intervals=True, **encode_kwargs)
+
+
+def _pairs(path: str | Path, fmt: str, limit: int | None) -> list[Pair]:
     a, b, gold = read_sts(path, fmt, limit)
-    if len(gold) < 2:
-        raise UserError(f"{path}: a Spearman interval needs >= 2 pairs, got {len(gold)}.")
-    unique = list(dict.fromkeys(a + b))
-    emb = encoder.encode(unique, **encode_kwargs)  # (N, H)
-    row = {t: i for i, t in enumerate(unique)}
-    interval = spearman_interval(pair_cosines(emb, a, b, row), np.asarray(gold))
-    return {"task": "sts", "n": len(gold), **interval.as_dict("spearman")}
+    return [Pair(*p) for p in zip(a, b, gold, strict=True)]
 
 
 def write_curves(

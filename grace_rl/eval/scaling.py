@@ -6,6 +6,9 @@ once, at the largest budget, and to serve every smaller budget by truncation (a 
 costs one 64-token generation instead of 120 tokens' worth). With the sweep's budgets given and a local embedder, the
 embeddings at every budget also come from that one generation (`Embedder.encode_budgets`: the states captured while
 generating, pooled with the rationale cut at each budget), so a sweep costs one `encode()` at the largest budget.
+
+:func:`scaling_curve` runs any evaluation at each budget (`eval retrieval --scaling`); STS sweeps go through it via
+:func:`grace_rl.eval.sweep.sweep`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """What an evaluation compares and how it runs: :class:`ModelSpec` (a model in the comparison) and
-:class:`ProtocolSettings` (budgets, bootstrap, batch size, cache), shared by the greedy and the sampled sweeps."""
+:class:`ProtocolSettings` (budgets, bootstrap, batch size, cache), shared by the greedy and the sampled sweeps, and
+:class:`SampleSettings` (the protocol's rationale-count sweep)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from grace_rl.errors import UserError
 
 DEFAULT_BUDGETS = (0, 8, 16, 32, 64)
 
@@ -57,3 +60,42 @@ class ModelSpec:
     training_budget: int | None = None
     instruction: str | None = None
     embedding: str = "rationale"
+
+
+DEFAULT_COUNTS = (1, 2, 4, 8)
+DEFAULT_TEMPERATURE = 0.7
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """The rationale-count sweep.
+
+    Args:
+        counts (`tuple[int, ...]`, *optional*, defaults to `(1, 2, 4, 8)`):
+            numbers of sampled rationales averaged (each >= 1; 1 is always added, the gains are measured from it).
+        temperature (`float`, *optional*, defaults to `0.7`):
+            sampling temperature (> 0).
+        budget (`int`, *optional*):
+            tokens per rationale, the same for every model; `None`: the trained runs' training budget (they must
+            share one).
+        seed (`int`, *optional*, defaults to `0`):
+            `torch.manual_seed` before each model's sampling on each dev set.
+        include_base (`bool`, *optional*, defaults to `True`):
+            sweep the base model too (its greedy sweep stays the bar either way).
+    """
+
+    counts: tuple[int, ...] = DEFAULT_COUNTS
+    temperature: float = DEFAULT_TEMPERATURE
+    budget: int | None = None
+    seed: int = 0
+    include_base: bool = True
+
+    def __post_init__(self) -> None:
+        counts = tuple(sorted({int(c) for c in self.counts} | {1}))
+        if counts[0] < 1:
+            raise UserError(f"Rationale counts must all be >= 1, got {list(self.counts)}.")
+        object.__setattr__(self, "counts", counts)
+        if not self.temperature > 0:
+            raise UserError(f"Sampling several rationales needs a temperature > 0, got {self.temperature}.")
+        if self.budget is not None and self.budget < 1:
+            raise UserError(f"The sample budget must be >= 1 token (0 = no rationale to sample), got {self.budget}.")

@@ -1,4 +1,5 @@
-"""Offline evaluation: STS (Spearman of cosine vs gold) on STS-B / SICK / JSONL files."""
+"""Offline evaluation: STS (Spearman of cosine vs gold) on STS-B / SICK / JSONL files: reading the pairs, and `eval
+sts` for one point (the sweeps and scoring are :mod:`grace_rl.eval.sweep`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from grace_rl.errors import UserError
+from grace_rl.eval.stats import Pair, spearman
+from grace_rl.eval.sweep import sweep_sts, unit_rows
 from grace_rl.run_files import check_regular_file, iter_jsonl
 
 logger = logging.getLogger(__name__)
@@ -112,27 +114,36 @@ def _score(value: Any, where: str, fmt: str) -> float:
     return score
 
 
-def sts_spearman(emb_a: np.ndarray, emb_b: np.ndarray, gold: list[float]) -> float:
-    """Spearman (x100) between row-wise cosine similarity and gold scores."""
-    na = emb_a / np.linalg.norm(emb_a, axis=1, keepdims=True).clip(min=1e-12)
-    nb = emb_b / np.linalg.norm(emb_b, axis=1, keepdims=True).clip(min=1e-12)
-    cos = (na * nb).sum(axis=1)
-    score = float(spearmanr(cos, gold).statistic * 100)
+def _defined(score: float, n: int) -> float:
     if not math.isfinite(score):
         raise UserError(
-            f"Spearman is {score} over {len(gold)} pairs (every cosine similarity is the same, or not finite): the "
+            f"Spearman is {score} over {n} pairs (every cosine similarity is the same, or not finite): the "
             "embeddings carry no ranking - check the model."
         )
     return score
 
 
+def sts_spearman(emb_a: np.ndarray, emb_b: np.ndarray, gold: list[float]) -> float:
+    """Spearman (x100) between row-wise cosine similarity and gold scores (as :func:`grace_rl.eval.sweep.score_sts`
+    scores a sweep)."""
+    cos = (unit_rows(emb_a) * unit_rows(emb_b)).sum(axis=1)  # (n,)
+    return _defined(spearman(cos, np.asarray(gold, dtype=np.float64)), len(gold))
+
+
 def evaluate_sts(
-    encoder, path: str | Path, fmt: str = "stsb", limit: int | None = None, **encode_kwargs: Any
+    encoder,
+    path: str | Path,
+    fmt: str = "stsb",
+    limit: int | None = None,
+    intervals: bool = False,
+    **encode_kwargs: Any,
 ) -> dict[str, Any]:
-    """Encode both sides of each pair with `encoder` and return `{"task": "sts", "n", "spearman"}`."""
+    """Encode both sides of each pair with `encoder` (one :func:`grace_rl.eval.sweep.sweep_sts` point) and return
+    `{"task": "sts", "n", "spearman"}`, with `intervals` also `"ci_low"`, `"ci_high"` (95% bootstrap)."""
     a, b, gold = read_sts(path, fmt, limit)
-    unique = list(dict.fromkeys(a + b))
-    emb = encoder.encode(unique, **encode_kwargs)
-    row = {t: i for i, t in enumerate(unique)}
-    score = sts_spearman(emb[[row[t] for t in a]], emb[[row[t] for t in b]], gold)
-    return {"task": "sts", "n": len(gold), "spearman": round(score, 2)}
+    pairs = [Pair(*p) for p in zip(a, b, gold, strict=True)]
+    (point,) = sweep_sts(encoder, pairs, intervals=intervals, **encode_kwargs)
+    score = {"spearman": round(_defined(point.spearman, len(pairs)), 2)}
+    if point.interval is not None:
+        score = point.interval.as_dict("spearman")
+    return {"task": "sts", "n": len(pairs), **score}

@@ -10,7 +10,8 @@ import pytest
 
 from grace_rl.cli import main as cli_main
 from grace_rl.eval import devsets
-from grace_rl.eval.protocol import model_specs, spearman
+from grace_rl.eval.protocol import model_specs
+from grace_rl.eval.stats import spearman
 from grace_rl.prompts import PARAPHRASE_INSTRUCTION
 
 
