@@ -3,8 +3,9 @@
 Training wiring stays at the top level (as open-r1 keeps `src/open_r1` flat), in data-flow order:
 
 - data: `data` (load + validate rows), `prompts` (the rationale chat template)
-- config and checks: `config` (`GraceConfig`, every invariant in `__post_init__`), `preflight`, `input_checks`
-  (numbers and sizes of a run), `checkpoint_check`
+- config and checks: `config` (`GraceConfig`: each field's rule on the field, the rest in `__post_init__`), `recipes`
+  (a YAML recipe with its `base:` chain resolved), `preflight`, `input_checks` (numbers and sizes of a run),
+  `checkpoint_check`
 - rollout / update: `trainer` (`GraceTrainer` on TRL's `GRPOTrainer`), `embedding_loss` (optional InfoNCE on the
   rollouts' embeddings), `corpus_setup` (index refresh), `resume`, `main_process` (once-per-run work on rank 0)
 - log: `rationale_log` (the log writers), `run_files` (output file names, atomic write, JSONL reader), `phases`

@@ -1,6 +1,10 @@
 """Checks of the numbers and sizes of a run, used by :mod:`grace_rl.preflight` (and the recipe check by
 :func:`grace_rl.train.parse_args`): every numeric option finite and in range, enough rows for one optimizer step,
 every text within the model's context, and a recipe file that cannot blow up when parsed.
+
+Each option's range is written once (:mod:`grace_rl.field_rules`): GRACE's own fields declare it on the field
+(`checked`), the fields `GraceConfig` inherits from TRL in `TRL_RANGES`; `check_numbers` enforces both with
+`field_rules.check_ranges`, as the configs' `__post_init__` does.
 """
 
 from __future__ import annotations
@@ -15,34 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from grace_rl.data import DataValidationError
 from grace_rl.errors import UserError
+from grace_rl.field_rules import check_ranges
 
 if TYPE_CHECKING:
     from grace_rl.config import GraceConfig
 
 MAX_CONFIG_BYTES = 1 << 20  # a recipe is a few KB
 MAX_CONFIG_NODES = 100_000  # YAML nodes after expanding aliases (a "billion laughs" file has 10^9)
-
-# (field, test, what it must be); NaN fails every comparison, so each test is false for NaN.
-RANGES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
-    ("learning_rate", lambda v: v >= 0, ">= 0"),  # 0 is allowed: tests pin the weights with it
-    ("max_completion_length", lambda v: v >= 1, ">= 1 token"),
-    ("temperature", lambda v: v > 0, "> 0"),
-    ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("contrastive_temperature", lambda v: v > 0, "> 0"),
-    ("hard_negative_weight", lambda v: v > 0, "> 0"),
-    ("anchor_temperature", lambda v: v >= 0, ">= 0 (0 = greedy)"),
-    ("beta", lambda v: v >= 0, ">= 0"),
-    ("weight_decay", lambda v: v >= 0, ">= 0"),
-    ("warmup_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),  # a float ratio only in older transformers
-    ("max_grad_norm", lambda v: v >= 0, ">= 0"),
-    ("num_train_epochs", lambda v: v > 0, "> 0"),
-    ("max_steps", lambda v: v >= 1 or v == -1, ">= 1 (or -1: num_train_epochs decides)"),
-    ("per_device_train_batch_size", lambda v: v >= 1, ">= 1"),
-    ("gradient_accumulation_steps", lambda v: v >= 1, ">= 1"),
-    ("num_iterations", lambda v: v >= 1, ">= 1"),
-    ("logging_steps", lambda v: v > 0, "> 0"),
-    ("save_steps", lambda v: v > 0, "> 0"),
-]
 
 
 def _field_types(obj: Any) -> dict[str, Any]:
@@ -63,8 +46,8 @@ def _wants(hint: Any, kind: type) -> bool:
 
 def check_numbers(*configs: Any) -> None:
     """Every numeric option of the dataclasses `configs`: finite (no NaN/inf), an integer where the field is one
-    (a YAML `max_steps: 1.7` is not), and in range (:data:`RANGES`); a string where the field is one; a non-empty
-    `instruction`."""
+    (a YAML `max_steps: 1.7` is not), and in range (:func:`check_ranges`); a string where the field is one; a
+    non-empty `instruction`."""
     for config in configs:
         hints = _field_types(config)
         for f in dataclasses.fields(config):
@@ -80,10 +63,7 @@ def check_numbers(*configs: Any) -> None:
         instruction = getattr(config, "instruction", None)
         if isinstance(instruction, str) and not instruction.strip():
             raise UserError("instruction is empty; it is the system turn asking for a rationale - set it or drop it.")
-        for name, ok, rule in RANGES:
-            value = getattr(config, name, None)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
-                raise UserError(f"{name} must be {rule}, got {value!r} - fix it in the recipe.")
+        check_ranges(config)
 
 
 def check_enough_rows(rows: list[dict[str, Any]], args: GraceConfig, source: str) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
+import os
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from grace_rl.errors import UserError, ZeroStepsError
 from grace_rl.eval.stats import Pair
 from grace_rl.eval.sts import read_sts
 from grace_rl.eval.sweep import sweep_sts
+from grace_rl.field_rules import CHECK
 from grace_rl.main_process import init_deepspeed_comm, run_on_main_process
 from grace_rl.model_card import BaseModelIdCallback, record_base_model_id, write_model_card
 from grace_rl.models import load_model, load_tokenizer
@@ -45,16 +50,43 @@ class _RecipeParser(TrlParser):
     def error(self, message: str):  # noqa: D102 - argparse hook
         raise UserError(f"{self.recipe}: {message} - fix the value (see `grace-rl train --help`).")
 
+    @staticmethod
+    def _parse_dataclass_field(parser, field: dataclasses.Field) -> None:
+        """argparse gets a field's metadata as keywords: the value rule (`grace_rl.field_rules.checked`) stays out."""
+        if CHECK in field.metadata:
+            field = copy.copy(field)
+            field.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k != CHECK})
+        TrlParser._parse_dataclass_field(parser, field)
+
+    def parse_args_and_config(self, args=None, **kwargs):
+        """TRL's parse, with the recipe read by :func:`grace_rl.recipes.load_recipe` (its `base:` chain resolved,
+        every file checked first: size, alias bombs, duplicate keys, list shapes)."""
+        from grace_rl.input_checks import list_keys
+        from grace_rl.recipes import load_recipe
+
+        args = list(args) if args is not None else sys.argv[1:]
+        if "--config" not in args:
+            return super().parse_args_and_config(args, **kwargs)
+        at = args.index("--config")
+        path = args[at + 1] if at + 1 < len(args) else ""
+        args = args[:at] + args[at + 2 :]
+        self.recipe = f"{path} (or the command line)"
+        recipe = load_recipe(path, list_keys(*self.dataclass_types))
+        env = recipe.pop("env", {})  # as TRL: the recipe's environment variables
+        if not isinstance(env, dict):
+            raise UserError(f"{path}: env must be a mapping of environment variables, got {env!r}.")
+        for key, value in env.items():
+            os.environ[key] = str(value)
+        unknown = self.set_defaults_with_config(**recipe)
+        if unknown:
+            raise ValueError(f"Unknown arguments from config file: {unknown}. Remove them, or fix their names.")
+        return super().parse_args_and_config(args, **kwargs)
+
 
 def parse_args(argv: list[str] | None = None) -> tuple[GraceScriptArguments, GraceConfig, ModelConfig]:
-    from grace_rl.input_checks import ALL_LINEAR, check_config_file, check_numbers, list_keys
+    from grace_rl.input_checks import ALL_LINEAR, check_numbers
 
-    args = list(argv) if argv is not None else sys.argv[1:]
     parser = _RecipeParser((GraceScriptArguments, GraceConfig, ModelConfig))
-    for flag, value in zip(args, args[1:], strict=False):  # the recipe, before TRL parses it (size, alias bombs)
-        if flag == "--config":
-            check_config_file(value, list_keys(GraceScriptArguments, GraceConfig, ModelConfig))
-            parser.recipe = f"{value} (or the command line)"
     try:
         parsed = parser.parse_args_and_config(args=argv)
     except UserError:

@@ -59,6 +59,9 @@ class RewardContext:
         for name in ("hard_negative_mask", "in_batch_mask"):
             if getattr(self, name).shape != (b, a):
                 raise ValueError(f"{name} must have shape ({b}, {a}), got {tuple(getattr(self, name).shape)}")
+        # The reward module's one check of these two settings (GraceConfig has its own rule for a recipe): every term,
+        # called directly or through GraceReward, reads them from here, and a bad value would only show as NaN
+        # rewards (`log w` of w <= 0, a division by a temperature <= 0).
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not (math.isfinite(self.hard_negative_weight) and self.hard_negative_weight > 0):

@@ -177,6 +177,10 @@ class GraceReward:
         mined_negatives: int = 0,
         mined_negative_max_ratio: float | None = 1.0,
     ) -> None:
+        # GraceConfig checks these settings (one rule each, in grace_rl.config); the checks below are for a direct
+        # caller without a config, where a bad value would otherwise fail silently (an unknown anchor mode embeds
+        # with rationales, a ceiling <= 0 mines nothing) or later and cryptically (a negative count as a search
+        # depth). `hard_negative_weight` and `temperature` are checked where the terms read them (RewardContext).
         if len(terms) != len(weights):
             raise ValueError(f"{len(terms)} reward terms {list(terms)} but {len(weights)} weights {list(weights)}.")
         for name in terms:
@@ -186,8 +190,6 @@ class GraceReward:
         self.terms = list(terms)
         self.weights = [float(w) for w in weights]
         self.temperature = temperature
-        if not (math.isfinite(hard_negative_weight) and hard_negative_weight > 0):
-            raise ValueError(f"hard_negative_weight must be finite and > 0, got {hard_negative_weight}.")
         self.hard_negative_weight = float(hard_negative_weight)
         self.anchor_mode = anchor_mode
         self.anchor_rationale_tokens = anchor_rationale_tokens

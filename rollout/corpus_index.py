@@ -258,7 +258,7 @@ class CorpusIndex:
 
     def refresh_count(self, fraction: float) -> int:
         """Rows re-embedded by a refresh of `fraction` (in (0, 1]): `ceil(fraction * N)`."""
-        if not 0 < fraction <= 1:
+        if not 0 < fraction <= 1:  # a direct caller's guard (GraceConfig checks refresh_fraction for a recipe)
             raise ValueError(f"refresh fraction must be in (0, 1], got {fraction}.")
         return max(1, math.ceil(fraction * len(self) - 1e-9))
 

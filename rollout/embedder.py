@@ -137,7 +137,7 @@ class Embedder:
         max_text_tokens: int = 512,
         end_token_ids: Sequence[int] | None = None,
     ) -> None:
-        if max_text_tokens < 1:
+        if max_text_tokens < 1:  # a direct caller's guard (GraceConfig checks a recipe's): 0 would embed no text
             raise ValueError(f"max_text_tokens must be >= 1, got {max_text_tokens}.")
         self.model = model
         self.tokenizer = tokenizer

@@ -53,6 +53,8 @@ class IndexSettings:
     chunk_size: int = 64
 
     def __post_init__(self) -> None:
+        # The rollout layer's own front door: benchmarks and tests build IndexSettings without a GraceConfig (which
+        # checks a recipe's values first, with their one rule each, in grace_rl.config).
         choices = {"index_type": INDEX_TYPES, "embed_mode": CORPUS_EMBED_MODES, "refresh_policy": REFRESH_POLICIES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

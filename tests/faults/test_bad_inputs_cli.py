@@ -185,7 +185,11 @@ CASES = [
         lambda c: c.argv(eval_sts_path=_sts(c, [_stsb("3.0", 1), _stsb("3.0", 2)])),
         ["sts.tsv", "every gold score is 3.0"],
     ),
-    ("max-completion-length-null", lambda c: c.argv(max_completion_length=None), ["recipe.yaml", "wrong type"]),
+    (
+        "max-completion-length-null",
+        lambda c: c.argv(max_completion_length=None),
+        ["max_completion_length must be >= 1 token", "got None"],
+    ),
     ("dataset-path-a-number", lambda c: c.argv(dataset_path=5), ["dataset_path must be a string", "got 5"]),
     ("output-dir-a-number", lambda c: c.argv(output_dir=123), ["recipe.yaml", "wrong type"]),
     ("max-steps-not-a-number", lambda c: c.argv(max_steps="abc"), ["recipe.yaml", "invalid int value: 'abc'"]),
