@@ -25,7 +25,8 @@ import numpy as np
 
 from grace_rl.eval.devsets import load_dev_sets
 from grace_rl.eval.protocol import evaluate_model, model_specs
-from grace_rl.eval.specs import ProtocolSettings
+from grace_rl.eval.protocol_samples import evaluate_samples
+from grace_rl.eval.specs import ProtocolSettings, SampleSettings
 from grace_rl.eval.stats import paired_difference_interval, spearman, spearman_interval
 from grace_rl.models import cache_root
 from grace_rl.prompts import PARAPHRASE_INSTRUCTION
@@ -69,6 +70,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--budgets", default="0,8,16,32,64")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument(
+        "--samples-limit",
+        type=int,
+        default=None,
+        help="Also compare the shipped hybrid with embedding-loss-only at K sampled rationales averaged (the "
+        "sampled-K lever), on STS-B dev thinned to this many pairs (run `grace-rl eval protocol --datasets stsb-dev "
+        "--limit N --budgets 32 --samples 1,4 --samples-trained-only` on both rungs first).",
+    )
+    p.add_argument("--samples", default="1,4")
     args = p.parse_args(argv)
 
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -184,9 +194,49 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| shipped hybrid minus {other} (target >= +{need:g}, lower end > 0) | {' | '.join(cells)} |")
         out["datasets"][ds.name] = {"info": ds.info(), "rungs": rows, "targets": targets}
 
+    if args.samples_limit:
+        out["sampled_k"] = _sampled_k(
+            args,
+            [by_path[x] for x in groups["shipped hybrid"][1]],
+            [by_path[x] for x in groups["embedding loss only"][1]],
+        )
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
         print(f"\nwrote {args.json}")
+
+
+def _sampled_k(args: argparse.Namespace, hybrid: list, emb_only: list) -> list[dict[str, Any]]:
+    """Shipped hybrid minus embedding-loss-only, seed by seed, at each count of sampled rationales averaged."""
+    (ds,) = load_dev_sets(["stsb-dev"], None, limit=args.samples_limit)
+    samples = SampleSettings(counts=tuple(int(c) for c in args.samples.split(",")), include_base=False)
+    settings = ProtocolSettings(budgets=(32,), cache_dir=cache_root() / "protocol", show_progress_bar=False)
+    gold, rows = ds.gold(), []
+    print(f"\n### sampled-K lever: {ds.name}, {len(ds.pairs)} pairs, T={samples.temperature}, 32 tokens\n")
+    print(
+        "| rationales averaged | hybrid (s0 / s1) | embedding loss only (s0 / s1) | hybrid minus emb. only (paired) |"
+    )
+    print("| --- | --- | --- | --- |")
+    sweeps = {s.label: evaluate_samples(s, [ds], 32, samples, settings)[ds.name]["points"] for s in hybrid + emb_only}
+    for k in samples.counts:
+
+        def cos(label: str, k: int = k) -> np.ndarray:
+            return np.asarray(next(p for p in sweeps[label] if p["num_rationales"] == k)["cosines"])
+
+        h = [spearman_interval(cos(s.label), gold) for s in hybrid]
+        e = [spearman_interval(cos(s.label), gold) for s in emb_only]
+        d = [
+            paired_difference_interval(cos(a.label), cos(b.label), gold) for a, b in zip(hybrid, emb_only, strict=True)
+        ]
+        print(f"| {k} | {' / '.join(map(_fmt, h))} | {' / '.join(map(_fmt, e))} | {' / '.join(map(_fmt_diff, d))} |")
+        rows.append(
+            {
+                "k": k,
+                "hybrid": [x.as_dict("spearman") for x in h],
+                "emb_only": [x.as_dict("spearman") for x in e],
+                "difference": [x.as_dict("difference") for x in d],
+            }
+        )
+    return rows
 
 
 if __name__ == "__main__":
