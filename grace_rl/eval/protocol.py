@@ -205,15 +205,7 @@ def sweep_pairs(
     from grace_rl.eval.sweep import sweep_sts  # here: it imports torch; dedup and devsets keep this module light
 
     points = sweep_sts(encoder, pairs, budgets, batch_size=batch_size, show_progress_bar=show_progress_bar)
-    return [
-        {
-            "budget": p.budget,
-            "spearman": p.spearman,
-            "mean_rationale_tokens": p.mean_rationale_tokens,
-            "cosines": p.cosines.tolist(),
-        }
-        for p in points
-    ]
+    return [p.record("budget") for p in points]
 
 
 def load_encoder(spec: ModelSpec, trust_remote_code: bool = False):

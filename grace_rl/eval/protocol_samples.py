@@ -69,15 +69,7 @@ def sample_pairs(
         batch_size=batch_size,
         show_progress_bar=show_progress_bar,
     )
-    return [
-        {
-            "num_rationales": p.num_rationales,
-            "spearman": p.spearman,
-            "mean_rationale_tokens": p.mean_rationale_tokens,
-            "cosines": p.cosines.tolist(),
-        }
-        for p in points
-    ]
+    return [p.record("num_rationales") for p in points]
 
 
 def evaluate_samples(

@@ -66,6 +66,16 @@ class StsPoint:
     mean_rationale_tokens: float | None = None
     interval: Interval | None = None
 
+    def record(self, axis: str) -> dict[str, Any]:
+        """The protocol's cached form of the point: `{axis: budget or count, "spearman", "mean_rationale_tokens",
+        "cosines"}` (`axis` is `"budget"` or `"num_rationales"`)."""
+        return {
+            axis: self.budget if axis == "budget" else self.num_rationales,
+            "spearman": self.spearman,
+            "mean_rationale_tokens": self.mean_rationale_tokens,
+            "cosines": self.cosines.tolist(),
+        }
+
 
 def unit_rows(emb: Any) -> np.ndarray:
     """`(N, H)` float64 with rows L2-normalised (an encoder's float32 output, already unit or not)."""
