@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,17 @@ def _load(path: str, instruction: str | None = None):
     return GraceEncoder.from_pretrained(path, instruction=instruction)
 
 
+def base_instructions(
+    instructions: Mapping[str, str], metas: Mapping[str, Mapping[str, Any]], extra: Sequence[str] = ()
+) -> list[str]:
+    """The instructions the base policy rows are computed under: the default, then the instruction of every run whose
+    embeddings come from the base model's weights (trained from it, or a frozen copy of it: `reward_embedder:
+    frozen`), so each such run has its untrained twin at every budget, then `extra`; no repeats, first-seen order. A
+    run embedded by a sentence-transformers encoder gets its twin as an encoder + base rationales row instead."""
+    own = [r for r, meta in metas.items() if meta.get("reward_embedder") in (None, "frozen")]
+    return list(dict.fromkeys([DEFAULT_INSTRUCTION, *(instructions[r] for r in own), *extra]))
+
+
 def run_retrieval_protocol(
     devset: RetrievalDevSet,
     base: str,
@@ -158,9 +169,8 @@ def run_retrieval_protocol(
         key = {"task": "retrieval", "model": "bm25s", "pairs": devset.digest}
         rows += _cached(settings, key, "BM25", lambda: [_bm25(devset)])
     frozen_runs = {r: _run_config(r)[1] or {} for r in trained}
-    own = [r for r in trained if not frozen_runs[r].get("reward_embedder")]
-    instructions = list(
-        dict.fromkeys([DEFAULT_INSTRUCTION, *(run_instruction(r) for r in own), *settings.extra_instructions])
+    instructions = base_instructions(
+        {r: run_instruction(r) for r in trained}, frozen_runs, settings.extra_instructions
     )
     for i, instruction in enumerate(instructions):
         label = "base" if instruction == DEFAULT_INSTRUCTION else ("base+prompt" if i == 1 else f"base+prompt{i}")

@@ -156,3 +156,21 @@ def test_dcg_reward_equals_a_hand_computation_on_a_real_faiss_index():
     )
     # nDCG@3 with one gold document: 1 / log2(rank + 1)
     assert out == pytest.approx([1.0, 1 / math.log2(4), 1 / math.log2(3)])
+
+
+def test_base_instructions_give_a_frozen_policy_run_its_untrained_twin():
+    """The base is shown under the instruction of each run embedded by the base model's weights (its own run, or a
+    frozen copy of the base); a sentence-transformers writer run gets no base-policy row (its twin is an encoder
+    row)."""
+    from grace_rl.eval.retrieval_models import base_instructions
+    from grace_rl.prompts import DEFAULT_INSTRUCTION
+
+    instructions = {"own": "A", "frozen_copy": "B", "minilm": "C", "own_default": DEFAULT_INSTRUCTION}
+    metas = {
+        "own": {},
+        "frozen_copy": {"reward_embedder": "frozen"},
+        "minilm": {"reward_embedder": "all-minilm-l6-v2"},
+        "own_default": {"reward_embedder": None},
+    }
+    assert base_instructions(instructions, metas) == [DEFAULT_INSTRUCTION, "A", "B"]
+    assert base_instructions(instructions, metas, extra=("B", "D")) == [DEFAULT_INSTRUCTION, "A", "B", "D"]
