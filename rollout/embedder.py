@@ -127,6 +127,10 @@ class Embedder:
         max_text_tokens: input-text tokens kept (the text is cut from its end beyond this).
         end_token_ids: tokens that end a rationale (default: the tokenizer's EOS and pad plus the model's
             generation config: :func:`rationale_end_ids`, the ids TRL's generation stops on).
+        min_new_tokens: end tokens are suppressed until a rationale has this many tokens (HF generate's
+            ``min_new_tokens``, capped at each call's budget); 0 = rationales may end at once. A recipe's rollouts get
+            the same floor from ``generation_kwargs: {min_new_tokens: N}``; this is its counterpart for encoding (e.g.
+            a length-matched control, ``bench/retrieval/length_control.py``).
     """
 
     def __init__(
@@ -136,6 +140,7 @@ class Embedder:
         messages_fn: MessagesFn,
         max_text_tokens: int = 512,
         end_token_ids: Sequence[int] | None = None,
+        min_new_tokens: int = 0,
     ) -> None:
         if max_text_tokens < 1:  # a direct caller's guard (GraceConfig checks a recipe's): 0 would embed no text
             raise ValueError(f"max_text_tokens must be >= 1, got {max_text_tokens}.")
@@ -143,6 +148,9 @@ class Embedder:
         self.tokenizer = tokenizer
         self.messages_fn = messages_fn
         self.max_text_tokens = max_text_tokens
+        if min_new_tokens < 0:
+            raise ValueError(f"min_new_tokens must be >= 0, got {min_new_tokens}.")
+        self.min_new_tokens = min_new_tokens
         self._prompt_cache: dict[str, PromptTokens] = {}
         if end_token_ids is None:
             end_token_ids = rationale_end_ids(tokenizer, generation_eos(model))
@@ -271,13 +279,16 @@ class Embedder:
         return torch.stack(out)  # type: ignore[arg-type]
 
     def _generation_kwargs(self, max_new_tokens: int, temperature: float, num_return_sequences: int) -> dict:
-        """``generate`` settings: greedy when ``temperature`` is 0, else plain sampling; stops on every end token."""
+        """``generate`` settings: greedy when ``temperature`` is 0, else plain sampling; stops on every end token (not
+        before :attr:`min_new_tokens`)."""
         kwargs = {
             "max_new_tokens": max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": self.end_ids,
             "do_sample": temperature > 0,
         }
+        if self.min_new_tokens > 0:
+            kwargs["min_new_tokens"] = min(self.min_new_tokens, max_new_tokens)
         if temperature > 0:
             kwargs.update(temperature=temperature, top_p=1.0, top_k=0, num_return_sequences=num_return_sequences)
         else:

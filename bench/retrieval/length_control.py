@@ -17,24 +17,16 @@ import json
 from pathlib import Path
 
 from grace_rl.eval.protocol import run_instruction
-from grace_rl.eval.retrieval_models import RetrievalSettings, _cached, _key, _load, compare, policy_rows
+from grace_rl.eval.retrieval_models import (
+    RetrievalSettings,
+    cached_rows,
+    compare,
+    load_encoder,
+    policy_rows,
+    row_key,
+)
 from grace_rl.eval.retrieval_protocol import load_devset
 from grace_rl.models import cache_root
-
-
-def _forced(encoder, min_tokens: int):
-    """`encoder` with every greedy generation forced to at least `min_tokens` new tokens."""
-    embedder = encoder.embedder
-    plain = embedder._generation_kwargs
-
-    def kwargs(max_new_tokens: int, temperature: float, num_return_sequences: int) -> dict:
-        return {
-            **plain(max_new_tokens, temperature, num_return_sequences),
-            "min_new_tokens": min(min_tokens, max_new_tokens),
-        }
-
-    embedder._generation_kwargs = kwargs
-    return encoder
 
 
 def main() -> None:
@@ -52,26 +44,28 @@ def main() -> None:
     devset = load_devset(args.data_dir)
     settings = RetrievalSettings(budgets=(0, 16, args.budget), cache_dir=cache_root() / "retrieval")
 
-    base_key = _key(args.base, devset, settings, instruction=instruction, kind="policy")
-    free = _cached(
-        settings, base_key, "base", lambda: policy_rows(_load(args.base, instruction), "base", devset, settings)
+    base_key = row_key(args.base, devset, settings, instruction=instruction, kind="policy")
+    free = cached_rows(
+        settings, base_key, "base", lambda: policy_rows(load_encoder(args.base, instruction), "base", devset, settings)
     )
     label = f"base forced to >= {args.min_tokens} tokens"
     forced_key = {**base_key, "min_new_tokens": args.min_tokens}
-    forced = _cached(
+    forced = cached_rows(
         settings,
         forced_key,
         label,
-        lambda: policy_rows(_forced(_load(args.base, instruction), args.min_tokens), label, devset, settings),
+        lambda: policy_rows(
+            load_encoder(args.base, instruction, min_new_tokens=args.min_tokens), label, devset, settings
+        ),
     )
     rows = {"base": free, label: forced}
     for run in args.trained:
         name = Path(run).resolve().name
-        rows[name] = _cached(
+        rows[name] = cached_rows(
             settings,
-            _key(run, devset, settings, kind="policy"),
+            row_key(run, devset, settings, kind="policy"),
             name,
-            lambda r=run, n=name: policy_rows(_load(r), n, devset, settings),
+            lambda r=run, n=name: policy_rows(load_encoder(r), n, devset, settings),
         )
     at = {name: next(r for r in rs if r.budget == args.budget) for name, rs in rows.items()}
     result = {

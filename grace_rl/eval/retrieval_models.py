@@ -51,7 +51,8 @@ class RetrievalSettings:
     versus: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
-def _cached(settings: RetrievalSettings, key: dict[str, Any], label: str, compute) -> list[RowResult]:
+def cached_rows(settings: RetrievalSettings, key: dict[str, Any], label: str, compute) -> list[RowResult]:
+    """`label`'s rows from the cache under `key` (:func:`row_key`), else `compute()`d and cached."""
     record = load_sweep(settings.cache_dir, key) if settings.cache_dir else None
     if record is not None:
         logger.info("%s: cached rows (%.0f s when computed)", label, record["seconds"])
@@ -65,7 +66,8 @@ def _cached(settings: RetrievalSettings, key: dict[str, Any], label: str, comput
     return rows
 
 
-def _key(model: str, devset: RetrievalDevSet, settings: RetrievalSettings, **extra: Any) -> dict[str, Any]:
+def row_key(model: str, devset: RetrievalDevSet, settings: RetrievalSettings, **extra: Any) -> dict[str, Any]:
+    """The cache key of `model`'s rows (its weights' fingerprint, the dev set, budgets, document cut, `extra`)."""
     key = cache_key(model, devset.digest, settings.budgets, extra.pop("instruction", None))
     return {**key, "task": "retrieval", "doc_max_tokens": settings.doc_max_tokens, **extra}
 
@@ -136,10 +138,14 @@ def encoder_rows(
     return writer_rows(label, devset, ids, budgets, embed, docs, kind="writer+frozen")
 
 
-def _load(path: str, instruction: str | None = None):
+def load_encoder(path: str, instruction: str | None = None, min_new_tokens: int = 0):
+    """A :class:`~grace_rl.encoder.GraceEncoder` (under `instruction` if given); `min_new_tokens` > 0 forces its
+    rationales to at least that many tokens (:class:`rollout.embedder.Embedder`), the length-matched control."""
     from grace_rl.encoder import GraceEncoder
 
-    return GraceEncoder.from_pretrained(path, instruction=instruction)
+    encoder = GraceEncoder.from_pretrained(path, instruction=instruction)
+    encoder.embedder.min_new_tokens = min_new_tokens
+    return encoder
 
 
 def base_instructions(
@@ -167,7 +173,7 @@ def run_retrieval_protocol(
     info: dict[str, dict[str, Any]] = {}
     if bm25:
         key = {"task": "retrieval", "model": "bm25s", "pairs": devset.digest}
-        rows += _cached(settings, key, "BM25", lambda: [_bm25(devset)])
+        rows += cached_rows(settings, key, "BM25", lambda: [_bm25(devset)])
     frozen_runs = {r: _run_config(r)[1] or {} for r in trained}
     instructions = base_instructions(
         {r: run_instruction(r) for r in trained}, frozen_runs, settings.extra_instructions
@@ -175,24 +181,26 @@ def run_retrieval_protocol(
     for i, instruction in enumerate(instructions):
         label = "base" if instruction == DEFAULT_INSTRUCTION else ("base+prompt" if i == 1 else f"base+prompt{i}")
         info[label] = {"role": "base", "instruction": instruction}
-        key = _key(base, devset, settings, instruction=instruction, kind="policy")
-        rows += _cached(
+        key = row_key(base, devset, settings, instruction=instruction, kind="policy")
+        rows += cached_rows(
             settings,
             key,
             label,
-            lambda ins=instruction, lab=label: policy_rows(_load(base, ins), lab, devset, settings),
+            lambda ins=instruction, lab=label: policy_rows(load_encoder(base, ins), lab, devset, settings),
         )
     for run in trained:
         label = Path(run).resolve().name
         meta = frozen_runs[run]
         info[label] = {"role": "trained", "path": str(run), "training_budget": training_budget(run)}
         info[label].update({k: meta[k] for k in ("instruction", "reward_embedder") if k in meta})
-        key = _key(run, devset, settings, kind="policy")
-        rows += _cached(settings, key, label, lambda r=run, lab=label: policy_rows(_load(r), lab, devset, settings))
+        key = row_key(run, devset, settings, kind="policy")
+        rows += cached_rows(
+            settings, key, label, lambda r=run, lab=label: policy_rows(load_encoder(r), lab, devset, settings)
+        )
     for name in encoders:
         info[name] = {"role": "encoder"}
         key = {"task": "retrieval", "model": f"st:{name}", "pairs": devset.digest}
-        rows += _cached(settings, key, name, lambda n=name: encoder_rows(n, devset, settings))
+        rows += cached_rows(settings, key, name, lambda n=name: encoder_rows(n, devset, settings))
         writer_prompts = [
             frozen_runs[r].get("instruction", DEFAULT_INSTRUCTION)
             for r in trained
@@ -202,13 +210,13 @@ def run_retrieval_protocol(
             writer_label = "base rationales" + ("" if j == 0 else f"{j + 1}")
             label = f"{name} + {writer_label}"
             info[label] = {"role": "encoder+writer", "instruction": instruction}
-            key = _key(base, devset, settings, instruction=instruction, kind=f"writer:{name}")
-            rows += _cached(
+            key = row_key(base, devset, settings, instruction=instruction, kind=f"writer:{name}")
+            rows += cached_rows(
                 settings,
                 key,
                 label,
                 lambda n=name, ins=instruction, wl=writer_label: encoder_rows(
-                    n, devset, settings, _load(base, ins), wl
+                    n, devset, settings, load_encoder(base, ins), wl
                 ),
             )
     return summarise(rows, info, devset, settings, trained)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from grace_rl.prompts import RationaleTemplate
@@ -75,3 +76,35 @@ def test_greedy_rationales_deterministic_and_pool_roundtrip(tiny_model, tokenize
     assert all(len(r) <= 5 for r in first)
     assert isinstance(pool.decode(first[0]), str)
     assert pool.embed([EmbedRequest(t, r) for t, r in zip(texts, first)]).shape == (3, 32)
+
+
+class _EndFirst(torch.nn.Module):
+    """An LM head whose greedy choice is always the end token (a writer that would stop at once)."""
+
+    def __init__(self, head: torch.nn.Module, end_id: int) -> None:
+        super().__init__()
+        self.head, self.end_id = head, end_id
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.head(hidden).clone()
+        logits[..., self.end_id] = logits.max() + 10.0
+        return logits
+
+
+def test_min_new_tokens_forces_rationale_length(tiny_model, tokenizer):
+    tiny_model.lm_head = _EndFirst(tiny_model.lm_head, tokenizer.eos_token_id)
+    texts = ["One.", "Two words."]
+    free = make(tiny_model, tokenizer)
+    assert free.generate_rationales(texts, max_new_tokens=6) == [(), ()]  # stops at once
+    forced = make(tiny_model, tokenizer)
+    forced.min_new_tokens = 4
+    rationales = forced.generate_rationales(texts, max_new_tokens=6)
+    assert [len(r) for r in rationales] == [4, 4]  # end suppressed for 4 tokens, then chosen
+    assert not set(rationales[0]) & set(forced.end_ids)
+    _, via_encode = forced.encode_budgets(texts, (0, 6))  # the shared-prefix path honours the floor too
+    assert [len(r) for r in via_encode] == [4, 4]
+    capped = make(tiny_model, tokenizer)
+    capped.min_new_tokens = 10  # capped at the budget: generate never sees min > max
+    assert [len(r) for r in capped.generate_rationales(texts, max_new_tokens=3)] == [3, 3]
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        Embedder(tiny_model, tokenizer, free.messages_fn, min_new_tokens=-1)
