@@ -38,7 +38,14 @@ from typing import Any
 import numpy as np
 
 from grace_rl.errors import UserError
-from grace_rl.eval.protocol_cache import GRACE_META, PROTOCOL_VERSION, cache_key, load_sweep, save_sweep
+from grace_rl.eval.protocol_cache import (
+    GRACE_META,
+    PROTOCOL_VERSION,
+    cache_key,
+    embedded_by,
+    load_sweep,
+    save_sweep,
+)
 from grace_rl.eval.specs import EMBEDDINGS, ModelSpec, ProtocolSettings, SampleSettings
 from grace_rl.eval.stats import DevSet, Pair, paired_difference_interval, spearman_interval
 from grace_rl.prompts import DEFAULT_INSTRUCTION
@@ -231,7 +238,7 @@ def evaluate_model(
     encoder = None
     out: dict[str, dict[str, Any]] = {}
     for ds in devsets:
-        key = cache_key(spec.path, ds.digest, budgets, spec.instruction)
+        key = cache_key(spec.path, ds.digest, budgets, spec.instruction) | embedded_by(spec.path)
         if spec.embedding != "rationale":
             key["embedding"] = spec.embedding
         record = load_sweep(settings.cache_dir, key) if settings.cache_dir else None

@@ -62,6 +62,20 @@ def cache_key(
     return key
 
 
+def embedded_by(model: str | Path) -> dict[str, Any]:
+    """`{"embedded_by": ...}` for a frozen-embedder run (its `grace_config.json` names a `reward_embedder`: its
+    policy writes, that model embeds), else `{}`. Part of an STS sweep's key: sweeps of such runs cached before
+    2026-12-07 pooled the policy's own states and must not be reused."""
+    meta = Path(model) / GRACE_META
+    if not meta.is_file():
+        return {}
+    try:
+        value = json.loads(meta.read_text(encoding="utf-8")).get("reward_embedder")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return {}  # the protocol reports a broken file where it reads the run's settings
+    return {"embedded_by": value} if value else {}
+
+
 def _cache_file(cache_dir: Path, key: dict[str, Any]) -> Path:
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:24]
     return Path(cache_dir) / f"sweep-{name}.json"

@@ -21,7 +21,7 @@ import numpy as np
 
 from grace_rl.encoder import GraceEncoder
 from grace_rl.errors import UserError
-from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
+from grace_rl.eval.protocol_cache import cache_key, embedded_by, load_sweep, save_sweep
 from grace_rl.eval.specs import ModelSpec, ProtocolSettings, SampleSettings
 from grace_rl.eval.stats import DevSet, Pair, paired_difference_interval, spearman_interval
 from grace_rl.eval.sweep import sweep_sts
@@ -79,9 +79,11 @@ def evaluate_samples(
     encoder = None
     out: dict[str, dict[str, Any]] = {}
     for ds in devsets:
-        key = cache_key(spec.path, ds.digest, [budget], spec.instruction) | {
-            "samples": {"counts": list(samples.counts), "temperature": samples.temperature, "seed": samples.seed}
-        }
+        key = (
+            cache_key(spec.path, ds.digest, [budget], spec.instruction)
+            | embedded_by(spec.path)
+            | {"samples": {"counts": list(samples.counts), "temperature": samples.temperature, "seed": samples.seed}}
+        )
         record = load_sweep(settings.cache_dir, key) if settings.cache_dir else None
         if record is not None:
             logger.info("%s on %s: cached rationale-count sweep", spec.label, ds.name)

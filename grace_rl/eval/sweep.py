@@ -29,6 +29,7 @@ import torch
 from grace_rl.errors import UserError
 from grace_rl.eval.scaling import scaling_curve
 from grace_rl.eval.stats import Interval, Pair, spearman, spearman_interval
+from rollout.embedder import EmbedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -136,15 +137,26 @@ def _sample_sweep(
     most = max(counts)
     if seed is not None:
         torch.manual_seed(seed)
-    emb, rationales = encoder.embedder.encode(
-        list(texts),
-        budget,
-        temperature,
-        most,
-        pooling=encoder.pooling,
-        batch_size=encode_kwargs.get("batch_size", 16),
-        show_progress_bar=encode_kwargs.get("show_progress_bar", True),
-    )  # (N * K, H), each L2-normalised; the rationales grouped by text
+    batch_size, progress = encode_kwargs.get("batch_size", 16), encode_kwargs.get("show_progress_bar", True)
+    frozen = getattr(encoder, "frozen_embedder", None)
+    if frozen is not None:  # a frozen-embedder run: its policy writes, its frozen model embeds
+        rationales = encoder.embedder.generate_rationales(
+            list(texts), budget, temperature, most, batch_size=batch_size, show_progress_bar=progress
+        )
+        requests = [
+            EmbedRequest(t, r) for t, r in zip([t for t in texts for _ in range(most)], rationales, strict=True)
+        ]
+        emb = frozen.embed(requests, encoder.pooling)  # (N * K, H), each L2-normalised
+    else:
+        emb, rationales = encoder.embedder.encode(
+            list(texts),
+            budget,
+            temperature,
+            most,
+            pooling=encoder.pooling,
+            batch_size=batch_size,
+            show_progress_bar=progress,
+        )  # (N * K, H), each L2-normalised; the rationales grouped by text
     emb = emb.view(len(texts), most, -1).double()  # (N, K, H)
     lengths = np.array([len(r) for r in rationales], dtype=np.float64).reshape(len(texts), most)  # (N, K)
     return [

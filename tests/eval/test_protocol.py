@@ -19,7 +19,7 @@ from grace_rl.eval.protocol import (
     run_instruction,
     training_budget,
 )
-from grace_rl.eval.protocol_cache import cache_key, load_sweep, save_sweep
+from grace_rl.eval.protocol_cache import cache_key, embedded_by, load_sweep, save_sweep
 from grace_rl.eval.stats import Pair, paired_difference_interval, spearman, spearman_interval
 
 REPO = Path(__file__).resolve().parents[2]
@@ -311,3 +311,18 @@ def test_headline_bar_is_the_best_point_over_every_base_variant():
     assert h["base_spearman"] == round(max(p["spearman"] for p in base), 2)
     tie = [dict(base[1], model="base"), dict(base[1], model="base+prompt")]
     assert headline(trained, tie, gold, 8, ProtocolSettings(n_boot=10))["base_model"] == "base"  # first on a tie
+
+
+def test_a_frozen_embedder_run_has_its_own_sweep_key(tmp_path):
+    """Sweeps of frozen-embedder runs cached before the fix pooled the policy's own states: their key now names the
+    embedder, so such a sweep is recomputed; other runs' keys (and cached sweeps) are unchanged."""
+    plain, frozen = tmp_path / "plain", tmp_path / "frozen"
+    for run, meta in ((plain, {"max_rationale_tokens": 32}), (frozen, {"reward_embedder": "frozen"})):
+        run.mkdir()
+        (run / "grace_config.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert embedded_by(plain) == {} and embedded_by(tmp_path / "missing") == {}
+    assert embedded_by(frozen) == {"embedded_by": "frozen"}
+    old = cache_key(frozen, "digest", [0, 32])
+    save_sweep(tmp_path / "cache", {"key": old, "points": [], "seconds": 1.0})
+    assert load_sweep(tmp_path / "cache", old) is not None
+    assert load_sweep(tmp_path / "cache", old | embedded_by(frozen)) is None

@@ -98,3 +98,32 @@ def test_sweep_arguments(encoder):
         sweep(encoder, texts, samples=[1, 2])
     with pytest.raises(ValueError, match=">= 2 pairs"):
         sweep_sts(encoder, PAIRS[:1])
+
+
+def test_a_frozen_embedder_run_sweeps_with_its_frozen_model(encoder, tokenizer):
+    """A frozen-embedder run's policy writes and its frozen model embeds: the budget sweep (prefix reuse, no one-pass
+    shortcut through the policy's own states) and the count sweep must equal `GraceEncoder.encode` of such a run."""
+    from rollout.frozen import frozen_policy_pool
+    from tests.conftest import tiny_llama
+
+    texts = [p.a for p in PAIRS[:4]]
+    own = [sweep(encoder, texts, BUDGETS, show_progress_bar=False)[-1].embeddings]  # the policy's own states @4
+    frozen = frozen_policy_pool(
+        tiny_llama(len(tokenizer), seed=1), tokenizer, encoder.embedder.messages_fn, encoder.embedder.end_ids
+    )
+    encoder.frozen_embedder = frozen
+    points = sweep(encoder, texts, BUDGETS, show_progress_bar=False)
+    assert [p.budget for p in points] == BUDGETS
+    for p in points:
+        want = encoder.encode(texts, max_rationale_tokens=p.budget, show_progress_bar=False)
+        np.testing.assert_allclose(p.embeddings, want, atol=1e-5, err_msg=f"budget {p.budget}")
+    assert points[-1].embeddings.shape == own[0].shape and not np.allclose(points[-1].embeddings, own[0], atol=1e-3)
+    one, two = sweep(encoder, texts, samples=[1, 2], seed=3, temperature=1.0, max_rationale_tokens=3)
+    torch.manual_seed(3)
+    ids = encoder.embedder.generate_rationales(texts, 3, 1.0, 2)
+    from rollout.embedder import EmbedRequest
+
+    emb = frozen.embed([EmbedRequest(t, r) for t, r in zip([t for t in texts for _ in range(2)], ids)]).numpy()
+    np.testing.assert_allclose(one.embeddings, emb[0::2], atol=1e-5)
+    mean = emb[0::2] + emb[1::2]
+    np.testing.assert_allclose(two.embeddings, mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-5)
