@@ -4,9 +4,9 @@ python bench/retrieval/merge.py docs/quality/retrieval_protocol.json runs/retrie
     --out docs/quality/retrieval_protocol.json
 
 Every input must be on the same dev set with the same settings (checked). Rows are keyed by (label, budget) and
-comparisons by (what, a, b): the first input's entry wins, later inputs add what is new (a row cached under one key
+comparisons by (a, b): the first input's entry wins, later inputs add what is new (a row cached under one key
 is the same in every protocol call, so nothing is recomputed or averaged). `length_control.py` outputs add their
-differences as `versus` comparisons (`--rename "base=base+prompt"` maps its labels to the table's: it names the base
+differences as `versus` comparisons (`--rename "base->base+prompt"` maps its labels to the table's: it names the base
 under the run's instruction `base`). The bar is kept from the first input.
 """
 
@@ -28,7 +28,7 @@ def merge(results: list[dict[str, Any]], names: dict[str, str] | None = None) ->
     names = names or {}
     out = json.loads(json.dumps(results[0]))
     rows = {(r["label"], r["budget"]) for r in out["rows"]}
-    comps = {(c["what"], c["a"], c["b"]) for c in out["comparisons"]}
+    comps = {(c["a"], c["b"]) for c in out["comparisons"]}
     for res in results[1:]:
         if "devset" in res:
             for part in ("devset", "settings"):
@@ -43,8 +43,8 @@ def merge(results: list[dict[str, Any]], names: dict[str, str] | None = None) ->
         new = res.get("comparisons") or [{"what": "versus", **d} for d in res.get("differences", [])]
         for c in new:
             c = {**c, "a": _renamed(c["a"], names), "b": _renamed(c["b"], names)}
-            if (c["what"], c["a"], c["b"]) not in comps:
-                comps.add((c["what"], c["a"], c["b"]))
+            if (c["a"], c["b"]) not in comps:
+                comps.add((c["a"], c["b"]))
                 out["comparisons"].append(c)
     return out
 
@@ -53,10 +53,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", help="JSON files; the first is the base")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--rename", action="append", default=[], help="OLD=NEW label in the later inputs' comparisons")
+    parser.add_argument("--rename", action="append", default=[], help="OLD->NEW label (later inputs)")
     args = parser.parse_args()
     results = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.inputs]
-    merged = merge(results, dict(r.split("=", 1) for r in args.rename))
+    merged = merge(results, dict(r.split("->", 1) for r in args.rename))
     Path(args.out).write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
     print(f"{len(merged['rows'])} rows, {len(merged['comparisons'])} comparisons -> {args.out}")
 
