@@ -30,10 +30,12 @@ def merge(results: list[dict[str, Any]], names: dict[str, str] | None = None) ->
     rows = {(r["label"], r["budget"]) for r in out["rows"]}
     comps = {(c["a"], c["b"]) for c in out["comparisons"]}
     for res in results[1:]:
+        if "devset" not in res and "differences" not in res:
+            raise ValueError("an input is neither a retrieval-protocol nor a length_control.py JSON")
         if "devset" in res:
             for part in ("devset", "settings"):
                 if res[part] != out[part]:
-                    raise SystemExit(f"{part} differs: {res[part]} vs {out[part]}")
+                    raise ValueError(f"{part} differs from the first input's: {res[part]} vs {out[part]}")
             for label, info in res["models"].items():
                 out["models"].setdefault(label, info)
             for r in res["rows"]:
@@ -55,8 +57,14 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--rename", action="append", default=[], help="OLD->NEW label (later inputs)")
     args = parser.parse_args()
-    results = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.inputs]
-    merged = merge(results, dict(r.split("->", 1) for r in args.rename))
+    bad = [r for r in args.rename if "->" not in r]
+    if bad:
+        parser.error(f"--rename {bad[0]!r}: expected OLD->NEW")
+    try:
+        results = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.inputs]
+        merged = merge(results, dict(r.split("->", 1) for r in args.rename))
+    except (OSError, ValueError, KeyError) as err:  # unreadable, not JSON, another dev set, missing fields
+        parser.error(f"{type(err).__name__}: {err}")
     Path(args.out).write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
     print(f"{len(merged['rows'])} rows, {len(merged['comparisons'])} comparisons -> {args.out}")
 
