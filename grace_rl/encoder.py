@@ -197,7 +197,7 @@ class GraceEncoder:
             )
             per_text = [t for t in texts for _ in range(num_rationales)]
             requests = [EmbedRequest(t, r) for t, r in zip(per_text, rationale_ids, strict=True)]
-            emb = self.frozen_embedder.embed(requests, pooling or self.pooling)  # (N * R, H), normalised
+            emb = self.embed_requests(requests, pooling)  # (N * R, H), normalised
             return self._finish(emb, rationale_ids, len(texts), num_rationales, normalize, single, return_rationales)
         if self.embedding == "echo":
             return self._encode_echo(
@@ -246,6 +246,21 @@ class GraceEncoder:
             requests, pooling=pooling or self.pooling, batch_size=batch_size, normalize=normalize
         )  # (N * R, H)
         return self._finish(emb, rationale_ids, len(texts), num_rationales, normalize, single, return_rationales)
+
+    def embed_requests(
+        self,
+        requests: Sequence[EmbedRequest],
+        pooling: str | None = None,
+        batch_size: int = 16,
+        normalize: bool = True,
+    ) -> torch.Tensor:
+        """Embed given (text, rationale ids) requests as this model does: a frozen-embedder run's frozen model
+        (always L2-normalised), else the policy's own pooled states. ``(N, H)`` float32 on the CPU."""
+        if self.frozen_embedder is not None:
+            return self.frozen_embedder.embed(list(requests), pooling or self.pooling)
+        return self.embedder.embed(
+            requests, pooling=pooling or self.pooling, batch_size=batch_size, normalize=normalize
+        )
 
     def _check(
         self, max_rationale_tokens: int | None, num_rationales: int, temperature: float, batch_size: int

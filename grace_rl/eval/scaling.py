@@ -70,10 +70,9 @@ class PrefixRationaleEncoder:
         self._embeddings: dict[str, np.ndarray] = {}  # text -> (K, H) unnormalised, one row per self.budgets
         # A frozen-embedder run's policy writes and its frozen model embeds: the policy's own states (one pass) would
         # be the wrong embeddings, so the rationales are written once and the frozen model embeds each prefix.
-        self.frozen = getattr(encoder, "frozen_embedder", None)
         self.one_pass = (
             self.budgets is not None
-            and self.frozen is None
+            and getattr(encoder, "frozen_embedder", None) is None
             and hasattr(getattr(encoder, "embedder", None), "encode_budgets")
         )
         self.reset_counts()
@@ -113,11 +112,7 @@ class PrefixRationaleEncoder:
         requests = [EmbedRequest(t, self._rationales[t][:budget] if budget > 0 else ()) for t in texts]
         self.tokens_used += sum(len(r.rationale_ids) for r in requests)
         self.texts_seen += len(requests)
-        if self.frozen is not None:  # as GraceEncoder.encode does for such a run (normalised)
-            return self.frozen.embed(requests, pooling or self.encoder.pooling).numpy().astype(np.float32)
-        emb = self.encoder.embedder.embed(
-            requests, pooling=pooling or self.encoder.pooling, batch_size=batch_size, normalize=normalize
-        )  # (N, H)
+        emb = self.encoder.embed_requests(requests, pooling, batch_size, normalize)  # (N, H): frozen model or own
         return emb.numpy().astype(np.float32)
 
     def _encode_one_pass(

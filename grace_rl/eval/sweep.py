@@ -138,15 +138,12 @@ def _sample_sweep(
     if seed is not None:
         torch.manual_seed(seed)
     batch_size, progress = encode_kwargs.get("batch_size", 16), encode_kwargs.get("show_progress_bar", True)
-    frozen = getattr(encoder, "frozen_embedder", None)
-    if frozen is not None:  # a frozen-embedder run: its policy writes, its frozen model embeds
+    if getattr(encoder, "frozen_embedder", None) is not None:  # its policy writes, its frozen model embeds
         rationales = encoder.embedder.generate_rationales(
             list(texts), budget, temperature, most, batch_size=batch_size, show_progress_bar=progress
         )
-        requests = [
-            EmbedRequest(t, r) for t, r in zip([t for t in texts for _ in range(most)], rationales, strict=True)
-        ]
-        emb = frozen.embed(requests, encoder.pooling)  # (N * K, H), each L2-normalised
+        per_text = [t for t in texts for _ in range(most)]
+        emb = encoder.embed_requests([EmbedRequest(t, r) for t, r in zip(per_text, rationales, strict=True)])
     else:
         emb, rationales = encoder.embedder.encode(
             list(texts),
