@@ -28,14 +28,23 @@ from grace_rl.eval.stats import paired_difference_interval, spearman_interval
 from grace_rl.models import cache_root
 
 
-def _cached_by_path(cache_dir: Path, run: Path, digest: str, budgets: list[int]) -> dict[str, Any] | None:
-    """The newest cached sweep of a deleted run directory (matched on its resolved path, pairs and budgets)."""
-    hits = []
+def _read_cache(cache_dir: Path) -> list[tuple[float, dict[str, Any]]]:
+    """Every readable cached sweep with its file's mtime (read once; deleted runs are looked up in it)."""
+    records = []
     for f in cache_dir.glob("sweep-*.json"):
         try:
-            record = json.loads(f.read_text(encoding="utf-8"))
+            records.append((f.stat().st_mtime, json.loads(f.read_text(encoding="utf-8"))))
         except (OSError, json.JSONDecodeError):
             continue
+    return records
+
+
+def _cached_by_path(
+    records: list[tuple[float, dict[str, Any]]], run: Path, digest: str, budgets: list[int]
+) -> dict[str, Any] | None:
+    """The newest cached sweep of a deleted run directory (matched on its resolved path, pairs and budgets)."""
+    hits = []
+    for mtime, record in records:
         key = record.get("key", {})
         if (
             key.get("model", {}).get("model") == str(run.resolve())
@@ -44,7 +53,7 @@ def _cached_by_path(cache_dir: Path, run: Path, digest: str, budgets: list[int])
             and "embedding" not in key
             and "instruction" not in key
         ):
-            hits.append((f.stat().st_mtime, record))
+            hits.append((mtime, record))
     return max(hits, key=lambda h: h[0])[1] if hits else None
 
 
@@ -54,7 +63,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--budgets", default="0,8,16,32,64")
     p.add_argument("--datasets", default="stsb-dev,sick-trial")
-    p.add_argument("--budget", type=int, default=None, help="Compare at this budget (default: each run's own).")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="Compare at this budget (default: each run's own training budget; 32 for a deleted run).",
+    )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -66,11 +80,15 @@ def main(argv: list[str] | None = None) -> None:
         pairs.append((Path(parts[0]), Path(parts[1])))
     runs = list(dict.fromkeys(r for pair in pairs for r in pair))
     live = [r for r in runs if r.is_dir()]
-    specs = {Path(s.path): s for s in model_specs("smollm2-135m-instruct", live) if s.role == "trained"}
+    try:
+        specs = {Path(s.path): s for s in model_specs("smollm2-135m-instruct", live) if s.role == "trained"}
+    except (OSError, ValueError) as err:  # not a GRACE run directory, or an unreadable grace_config.json
+        p.error(f"--pair: {err}")
     budgets = sorted({int(b) for b in args.budgets.split(",")} | {s.training_budget for s in specs.values()})
     settings = ProtocolSettings(budgets=tuple(budgets), cache_dir=cache_root() / "protocol", show_progress_bar=False)
     devsets = load_dev_sets(args.datasets.split(","), None, limit=args.limit)
 
+    cached = _read_cache(settings.cache_dir) if any(r not in specs for r in runs) else []
     out: dict[str, Any] = {"limit": args.limit, "budgets": budgets, "datasets": {}}
     for ds in devsets:
         gold = ds.gold()
@@ -80,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             if run in specs:
                 sweeps[run] = evaluate_model(specs[run], [ds], budgets, settings)[ds.name]
                 continue
-            record = _cached_by_path(settings.cache_dir, run, ds.digest, budgets)
+            record = _cached_by_path(cached, run, ds.digest, budgets)
             if record is None:
                 p.error(
                     f"{run}: no such run directory and no cached sweep of it on {ds.name} at budgets {budgets} "
