@@ -199,6 +199,14 @@ def load_rows_for_task(script_args: GraceScriptArguments, training_args: GraceCo
     return load_unsupervised(script_args.dataset_path, script_args.text_column, script_args.max_train_rows)
 
 
+def frozen_copy_ref(model_id: str) -> str:
+    """What a frozen-copy run records as its embedder (``embedder_model``): the default id as given, a local model
+    directory as an absolute path, so that ``GraceEncoder.from_pretrained`` finds it from any working directory (a
+    relative path recorded as given broke ``encode()`` outside the directory the run was trained from)."""
+    path = Path(model_id).expanduser()
+    return str(path.resolve()) if path.is_dir() else model_id
+
+
 def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_args: ModelConfig) -> dict[str, Any]:
     """Train GRACE and return a summary (eval before/after, seconds per step, paths)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -261,7 +269,7 @@ def main(script_args: GraceScriptArguments, training_args: GraceConfig, model_ar
             training_args.max_completion_length,
             max_text_tokens=training_args.max_text_tokens,
             reward_embedder=training_args.reward_embedder,
-            embedder_model=model_id if training_args.reward_embedder == FROZEN_POLICY else None,
+            embedder_model=frozen_copy_ref(model_id) if training_args.reward_embedder == FROZEN_POLICY else None,
         )
     steps = max(trainer.state.global_step, 1)
     estimate = after_eval_estimate(phases.seconds.get("before-eval"), training_args)

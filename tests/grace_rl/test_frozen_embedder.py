@@ -5,8 +5,10 @@ model."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -164,6 +166,31 @@ def test_a_frozen_run_encodes_with_its_frozen_embedder(tmp_path, tiny_model_dir,
     want = pool.embed_texts([join_rationale("Cancer grows.", rationales[0][0])]).numpy()
     assert emb.shape == (1, 384)
     assert abs(emb - want).max() < 1e-5
+
+
+def test_a_frozen_copy_run_finds_its_start_from_any_directory(tmp_path, tiny_model_dir, demo_rows, monkeypatch):
+    """A frozen-copy run started from a relative model path (e.g. a stage-1 run, configs/experiments/emb_then_rl.yaml)
+    records it as an absolute path, so encode() works from another working directory."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny_model_dir, work / "start")
+    monkeypatch.chdir(work)
+    argv = write_recipe(
+        tmp_path,
+        Path("start"),
+        demo_rows,
+        max_steps=1,
+        use_peft=False,
+        reward_embedder="frozen",
+        anchor_mode="plain",
+        eval_sts_path=None,
+    )
+    main(*parse_args(argv))
+    meta = json.loads((tmp_path / "run" / "grace_config.json").read_text())
+    assert meta["reward_embedder"] == "frozen"
+    assert meta["embedder_model"] == str((work / "start").resolve())
+    monkeypatch.chdir(tmp_path)  # "start" no longer resolves from here
+    emb = GraceEncoder.from_pretrained(str(tmp_path / "run")).encode(["Cancer grows."], max_rationale_tokens=4)
+    assert emb.shape[0] == 1 and np.isfinite(emb).all()
 
 
 @pytest.mark.parametrize(
