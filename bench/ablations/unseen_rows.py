@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from grace_rl.errors import UserError
+from grace_rl.inspection.log import read_rationales
 
 
 def main() -> None:
@@ -21,12 +23,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/demo_train.jsonl"), help="The run's training rows.")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    log = args.run / "rationales.jsonl"
-    if not log.is_file():
-        sys.exit(f"error: {log} is missing (train the run with rationale_log: true)")
-    seen = {json.loads(line)["prompt_id"] for line in log.read_text(encoding="utf-8").splitlines() if line.strip()}
-    rows = [line for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = [line for line in rows if json.loads(line)["id"] not in seen]
+    try:  # the project's reader: a torn middle line names the file and line
+        seen = {record["prompt_id"] for record in read_rationales(args.run)}
+        rows = [line for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
+        kept = [line for line in rows if json.loads(line)["id"] not in seen]
+    except (OSError, ValueError, KeyError, UserError) as err:
+        parser.error(f"{type(err).__name__}: {err}")
+    if not kept:
+        parser.error(f"every row of {args.data} was seen by {args.run}: nothing to write")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     print(f"{len(kept)} of {len(rows)} rows unseen by {args.run} ({len(seen)} row ids seen) -> {args.out}")
